@@ -1,0 +1,3 @@
+from falco_deploy.cli import main
+
+main()
