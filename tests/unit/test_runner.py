@@ -1,0 +1,151 @@
+"""runner.py without starting Ansible: artifacts location, command line, environment."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from falco_deploy import runner
+from falco_deploy.errors import FalcoDeployError
+from falco_deploy.exitcodes import ExitCode
+from falco_deploy.project import Project
+
+NOW = datetime(2026, 11, 29, 20, 15, 3, tzinfo=timezone.utc)
+
+
+def test_artifacts_default_under_xdg_state_home(tmp_path):
+    env = {"XDG_STATE_HOME": str(tmp_path / "state"), "HOME": str(tmp_path / "home")}
+    path = runner.artifacts_dir_for("install", environ=env, now=NOW)
+    assert path == tmp_path / "state" / "falco-deploy" / "runs" / "20261129T201503Z-install"
+
+
+@pytest.mark.parametrize("xdg", [None, "", "relative/dir"])
+def test_artifacts_fall_back_to_local_state(tmp_path, xdg):
+    env = {"HOME": str(tmp_path)}
+    if xdg is not None:
+        env["XDG_STATE_HOME"] = xdg
+    path = runner.artifacts_dir_for("install", environ=env, now=NOW)
+    assert path.parent == tmp_path / ".local" / "state" / "falco-deploy" / "runs"
+
+
+def test_artifacts_same_second_get_a_suffix(tmp_path):
+    env = {"XDG_STATE_HOME": str(tmp_path)}
+    first = runner.artifacts_dir_for("install", environ=env, now=NOW)
+    first.mkdir(parents=True)
+    second = runner.artifacts_dir_for("install", environ=env, now=NOW)
+    assert second.name == "20261129T201503Z-install-2"
+
+
+def test_chosen_artifacts_dir_used_as_is(tmp_path):
+    assert runner.artifacts_dir_for("install", tmp_path / "mine") == tmp_path / "mine"
+
+
+def test_chosen_artifacts_dir_must_not_hold_a_run(tmp_path):
+    (tmp_path / "old" / "job_events").mkdir(parents=True)
+    with pytest.raises(FalcoDeployError) as err:
+        runner.artifacts_dir_for("install", tmp_path / "old")
+    assert err.value.exit_code is ExitCode.USAGE
+
+
+def test_cmdline_quotes_extra_vars_like_a_shell(tmp_path):
+    run = runner.PlaybookRun(
+        project=Project(tmp_path, "option"), playbook=tmp_path / "p.yml", inventories=[],
+        artifacts_dir=tmp_path / "a", check=True, diff=True,
+        extra_vars=["falco_version=0.40.0", '{"falco_preflight_checks": ["btf"]}', "@/x y.yml"],
+    )
+    assert shlex.split(runner.build_cmdline(run)) == [
+        "--check", "--diff", "-e", "falco_version=0.40.0",
+        "-e", '{"falco_preflight_checks": ["btf"]}', "-e", "@/x y.yml",
+    ]
+
+
+def test_env_points_ansible_at_the_project(tmp_path):
+    (tmp_path / "ansible.cfg").write_text("[defaults]\n")
+    env = runner.build_env(Project(tmp_path, "option"), Path("/venv/bin"), {"PATH": "/usr/bin"})
+    assert env == {"PATH": "/venv/bin:/usr/bin", "ANSIBLE_ROLES_PATH": str(tmp_path / "roles"),
+                   "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg"),
+                   "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True"}
+
+
+def test_env_without_ansible_cfg_leaves_config_alone(tmp_path):
+    env = runner.build_env(Project(tmp_path, "option"), Path("/b"), {})
+    assert "ANSIBLE_CONFIG" not in env
+
+
+def test_ansible_playbook_found_next_to_interpreter(tmp_path, monkeypatch):
+    # A venv's scripts are not on PATH unless it is activated.
+    script = tmp_path / "ansible-playbook"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    assert runner._ansible_playbook_dir() == tmp_path
+
+
+def test_ansible_playbook_missing_is_environment_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    with pytest.raises(FalcoDeployError) as err:
+        runner._ansible_playbook_dir()
+    assert err.value.exit_code is ExitCode.ENVIRONMENT
+
+
+def test_stdout_tail_strips_colour(tmp_path):
+    (tmp_path / "stdout").write_text("\x1b[0;31mERROR! bad\x1b[0m\r\n\r\nlast line\r\n")
+    outcome = runner.RunnerOutcome("failed", 4, tmp_path)
+    assert outcome.stdout_tail() == "ERROR! bad\nlast line"
+    assert runner.RunnerOutcome("failed", 1, tmp_path / "none").stdout_tail() == ""
+
+
+def test_first_ctrl_c_forwards_sigint_then_second_forces():
+    import signal
+    import subprocess
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        stop = runner._Interrupt()
+        stop.pid = child.pid
+        assert stop() is False
+        stop._on_sigint()
+        assert child.wait(timeout=10) == -signal.SIGINT or child.returncode == 1
+        assert stop.requested and stop() is False  # grace period: let ansible clean up
+        stop._on_sigint()
+        assert stop() is True
+    finally:
+        child.kill()
+
+
+def test_ctrl_c_before_ansible_started_cancels_at_once():
+    stop = runner._Interrupt()
+    stop._on_sigint()
+    assert stop() is True
+
+
+def test_ctrl_c_when_ansible_is_gone_cancels_at_once():
+    stop = runner._Interrupt()
+    stop.pid = 2**22 + 12345  # no such process: forwarding fails
+    stop._on_sigint()
+    assert stop() is True
+
+
+def test_ctrl_c_grace_runs_out(monkeypatch):
+    import subprocess
+
+    clock = [100.0]
+    monkeypatch.setattr(runner.time, "monotonic", lambda: clock[0])
+    # A child that ignores SIGINT, like an ansible-playbook stuck in a task.
+    child = subprocess.Popen([sys.executable, "-c", "import signal, time; "
+                              "signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(30)"])
+    try:
+        stop = runner._Interrupt()
+        stop.pid = child.pid
+        stop._on_sigint()
+        assert stop() is False
+        clock[0] += runner._Interrupt.GRACE + 1
+        assert stop() is True
+    finally:
+        child.kill()

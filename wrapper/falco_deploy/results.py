@@ -1,0 +1,292 @@
+"""Typed results of a run, the ansible-runner event stream turned into them, and the JSON envelope.
+
+Pure Python: no ansible_runner or rich import, so tests feed recorded event dicts straight in.
+
+Contract with the playbooks: every host that finishes, or that preflight skips, runs
+`ansible.builtin.debug: var: falco_deploy_result`, so one `runner_on_ok` event carries
+`event_data.res.falco_deploy_result` = {status: ok|skipped, reason, findings, falco_version,
+driver, service}.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from falco_deploy import __version__
+from falco_deploy.exitcodes import ExitCode
+
+SCHEMA = "falco-deploy.result/v1"
+RESULT_VAR = "falco_deploy_result"
+
+
+class Verdict(str, enum.Enum):
+    INSTALLED = "installed"
+    UNCHANGED = "unchanged"
+    WOULD_CHANGE = "would change"  # check mode: the host is fine, a real run would change it
+    SKIPPED = "skipped"  # preflight found the host unfit; nothing was changed on it
+    FAILED = "failed"
+    UNREACHABLE = "unreachable"
+
+    @property
+    def good(self) -> bool:
+        return self in (Verdict.INSTALLED, Verdict.UNCHANGED, Verdict.WOULD_CHANGE)
+
+
+@dataclass
+class TaskCounts:
+    ok: int = 0  # tasks that succeeded, changed or not
+    changed: int = 0
+    failed: int = 0  # failures that were not ignored
+    skipped: int = 0
+    ignored: int = 0  # failures with ignore_errors
+
+    def to_dict(self) -> dict[str, int]:
+        return {"ok": self.ok, "changed": self.changed, "failed": self.failed,
+                "skipped": self.skipped, "ignored": self.ignored}
+
+
+@dataclass
+class HostResult:
+    host: str
+    verdict: Verdict
+    reason: str = ""
+    findings: list[str] = field(default_factory=list)
+    falco_version: str | None = None
+    driver: str | None = None
+    service: str | None = None
+    tasks: TaskCounts = field(default_factory=TaskCounts)
+
+    @property
+    def changed(self) -> int:
+        return self.tasks.changed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "verdict": self.verdict.value,
+            "reason": self.reason,
+            "findings": list(self.findings),
+            "falco_version": self.falco_version,
+            "driver": self.driver,
+            "service": self.service,
+            "changed": self.changed,
+            "tasks": self.tasks.to_dict(),
+        }
+
+
+def exit_code_for(hosts: list[HostResult]) -> ExitCode:
+    """OK when every host is good, PARTIAL when some are, FAILED when none are (or none ran)."""
+    good = sum(1 for h in hosts if h.verdict.good)
+    if hosts and good == len(hosts):
+        return ExitCode.OK
+    if good:
+        return ExitCode.PARTIAL
+    return ExitCode.FAILED
+
+
+@dataclass
+class RunResult:
+    command: str
+    hosts: list[HostResult]
+    artifacts_dir: str
+    check_mode: bool
+    started: datetime
+    finished: datetime
+    error: str | None = None  # the run as a whole went wrong (no host ran, playbook error)
+    exit_code: ExitCode | None = None  # derived from hosts unless given
+
+    def __post_init__(self) -> None:
+        if self.exit_code is None:
+            self.exit_code = exit_code_for(self.hosts)
+
+    def summary(self) -> dict[str, int]:
+        counts = {"hosts": len(self.hosts)}
+        for verdict in Verdict:
+            counts[verdict.value.replace(" ", "_")] = 0
+        for h in self.hosts:
+            counts[h.verdict.value.replace(" ", "_")] += 1
+        counts["changed_tasks"] = sum(h.changed for h in self.hosts)
+        return counts
+
+    def to_envelope(self) -> dict[str, Any]:
+        """The versioned JSON document `--output json` prints; tests/unit/test_json_envelope.py
+        pins its keys. Adding a key is fine; renaming or removing one needs schema v2."""
+        assert self.exit_code is not None
+        return {
+            "schema": SCHEMA,
+            "command": self.command,
+            "falco_deploy_version": __version__,
+            "check_mode": self.check_mode,
+            "started": self.started.isoformat(),
+            "finished": self.finished.isoformat(),
+            "exit_code": int(self.exit_code),
+            "exit_status": self.exit_code.name.lower(),
+            "artifacts_dir": self.artifacts_dir,
+            "error": self.error,
+            "hosts": [h.to_dict() for h in self.hosts],
+            "summary": self.summary(),
+        }
+
+
+def _first_line(text: Any) -> str:
+    lines = str(text or "").strip().splitlines()
+    line = lines[0].strip() if lines else ""
+    # ansible-core >= 2.19 prefixes connection errors with this; it says nothing in a summary.
+    return line.removeprefix("Task failed: ") or line
+
+
+def _failure_message(res: dict[str, Any]) -> str:
+    """The most telling one-line message of a failed task result."""
+    msg = res.get("msg")
+    # When a module never ran (container gone, interpreter missing) msg is a generic
+    # "Module result deserialization failed" / "MODULE FAILURE"; module_stderr says why.
+    if res.get("module_stderr") and (not msg or "MODULE FAILURE" in str(msg)
+                                     or "deserialization failed" in str(msg)):
+        msg = res["module_stderr"]
+    # A failed loop says only "One or more items failed"; the failing item says why.
+    for item in res.get("results") or []:
+        if isinstance(item, dict) and item.get("failed"):
+            msg = item.get("msg") or item.get("stderr") or msg
+            break
+    if not msg:
+        msg = res.get("stderr") or res.get("reason") or "failed"
+    return _first_line(msg)
+
+
+@dataclass
+class HostState:
+    """What is known about a host while the run goes on; the renderer reads it for progress."""
+
+    name: str
+    current_task: str = ""
+    counts: TaskCounts = field(default_factory=TaskCounts)
+    failure: str = ""  # "<task>: <msg>" of the last failure that was not ignored
+    unreachable: str = ""
+    report: dict[str, Any] | None = None
+
+    @property
+    def state(self) -> str:
+        if self.unreachable:
+            return "unreachable"
+        if self.counts.failed:
+            return "failed"
+        if self.report is not None:
+            return str(self.report.get("status") or "done")
+        return "running"
+
+
+class EventCollector:
+    """Turns ansible-runner events (the dicts its event_handler receives, the same as
+    artifacts/<ident>/job_events/*.json) into per-host state and, at the end, HostResults."""
+
+    def __init__(self, check_mode: bool = False, result_var: str = RESULT_VAR) -> None:
+        self.check_mode = check_mode
+        self.result_var = result_var
+        self.hosts: dict[str, HostState] = {}
+        self.stats: dict[str, Any] | None = None
+        self.no_hosts_matched = False
+        self.current_task = ""
+
+    def _host(self, name: str) -> HostState:
+        if name not in self.hosts:
+            self.hosts[name] = HostState(name)
+        return self.hosts[name]
+
+    def feed(self, event: dict[str, Any]) -> HostState | None:
+        """Take one event; return the host it was about, if any."""
+        kind = event.get("event", "")
+        data = event.get("event_data") or {}
+        if kind in ("playbook_on_task_start", "playbook_on_handler_task_start"):
+            self.current_task = data.get("task") or data.get("name") or ""
+            return None
+        if kind == "playbook_on_no_hosts_matched":
+            self.no_hosts_matched = True
+            return None
+        if kind == "playbook_on_stats":
+            self.stats = data
+            for name in data.get("processed") or {}:
+                self._host(name)
+            return None
+        # Per-item events (runner_item_on_*) are followed by one runner_on_* for the whole task,
+        # which is what ansible's own recap counts.
+        if not kind.startswith("runner_on_") or not data.get("host"):
+            return None
+
+        host = self._host(data["host"])
+        task = data.get("task") or ""
+        res = data.get("res") if isinstance(data.get("res"), dict) else {}
+        if kind == "runner_on_start":
+            host.current_task = task
+        elif kind == "runner_on_ok":
+            host.counts.ok += 1
+            if res.get("changed"):
+                host.counts.changed += 1
+            report = res.get(self.result_var)
+            if isinstance(report, dict):
+                host.report = report
+        elif kind == "runner_on_failed":
+            if data.get("ignore_errors"):
+                host.counts.ignored += 1
+            else:
+                host.counts.failed += 1
+                msg = _failure_message(res)
+                host.failure = f"{task}: {msg}" if task else msg
+        elif kind == "runner_on_skipped":
+            # ansible's recap does not count skipped meta tasks (e.g. a conditional end_host).
+            if data.get("task_action") not in ("meta", "ansible.builtin.meta"):
+                host.counts.skipped += 1
+        elif kind == "runner_on_unreachable":
+            host.unreachable = _first_line(res.get("msg")) or "unreachable"
+        return host
+
+    def _failed_for_good(self, host: HostState) -> bool:
+        # A failure inside a block with a rescue is not the host's end; the recap knows.
+        if self.stats is not None:
+            return host.name in (self.stats.get("failures") or {})
+        return host.counts.failed > 0
+
+    def _unreachable(self, host: HostState) -> bool:
+        if host.unreachable:
+            return True
+        return self.stats is not None and host.name in (self.stats.get("dark") or {})
+
+    def result_for(self, host: HostState) -> HostResult:
+        report = host.report or {}
+        findings = [str(f) for f in report.get("findings") or []]
+        result = HostResult(
+            host=host.name,
+            verdict=Verdict.FAILED,
+            findings=findings,
+            falco_version=report.get("falco_version") or None,
+            driver=report.get("driver") or None,
+            service=report.get("service") or None,
+            tasks=host.counts,
+        )
+        status = report.get("status")
+        if self._unreachable(host):
+            result.verdict = Verdict.UNREACHABLE
+            result.reason = host.unreachable or "unreachable"
+        elif self._failed_for_good(host):
+            result.reason = host.failure or "failed"
+        elif host.report is None:
+            result.reason = f"finished without reporting {self.result_var}"
+        elif status == "skipped":
+            result.verdict = Verdict.SKIPPED
+            result.reason = _first_line(report.get("reason")) or "skipped by preflight"
+        elif status == "ok":
+            if host.counts.changed == 0:
+                result.verdict = Verdict.UNCHANGED
+            elif self.check_mode:
+                result.verdict = Verdict.WOULD_CHANGE
+            else:
+                result.verdict = Verdict.INSTALLED
+            result.reason = _first_line(report.get("reason"))
+        else:
+            result.reason = f"unexpected {self.result_var}.status {status!r}"
+        return result
+
+    def results(self) -> list[HostResult]:
+        return [self.result_for(h) for h in self.hosts.values()]

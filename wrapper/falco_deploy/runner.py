@@ -1,0 +1,243 @@
+"""Runs a playbook through ansible-runner. The only module that imports ansible_runner.
+
+Each run gets a private, throwaway data dir; its artifacts (job_events/, stdout, rc, status,
+command) go to one predictable directory that outlives the run and that the summary names:
+$XDG_STATE_HOME/falco-deploy/runs/<UTC timestamp>-<command> unless the operator picks one.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from falco_deploy.errors import FalcoDeployError
+from falco_deploy.exitcodes import ExitCode
+from falco_deploy.project import Project
+
+EventCallback = Callable[[dict[str, Any]], None]
+
+
+def state_home(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    # XDG Base Directory spec: an unset, empty or relative XDG_STATE_HOME means ~/.local/state.
+    value = env.get("XDG_STATE_HOME", "")
+    if value and os.path.isabs(value):
+        return Path(value)
+    return Path(env.get("HOME") or Path.home()) / ".local" / "state"
+
+
+def artifacts_dir_for(command: str, chosen: str | os.PathLike[str] | None = None, *,
+                      environ: Mapping[str, str] | None = None,
+                      now: datetime | None = None) -> Path:
+    """The directory this run's artifacts go to (not created here).
+
+    `chosen` is used as is; it must not already hold a run, so one directory is one run.
+    """
+    if chosen is not None:
+        path = Path(chosen).expanduser().resolve()
+        if (path / "job_events").exists():
+            raise FalcoDeployError(
+                f"--artifacts-dir {path} already holds the artifacts of a run",
+                hint="give a new directory, or leave --artifacts-dir out to get a fresh one "
+                     "under the state directory",
+                exit_code=ExitCode.USAGE,
+            )
+        return path
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    runs = state_home(environ) / "falco-deploy" / "runs"
+    path = runs / f"{stamp}-{command}"
+    n = 2
+    while path.exists():  # two runs within one second
+        path = runs / f"{stamp}-{command}-{n}"
+        n += 1
+    return path
+
+
+@dataclass
+class PlaybookRun:
+    project: Project
+    playbook: Path
+    inventories: list[Path]
+    artifacts_dir: Path
+    limit: str | None = None
+    check: bool = False
+    diff: bool = False
+    # Passed one by one as `-e VALUE`, so key=value, @file and inline YAML/JSON mean exactly
+    # what they mean to ansible-playbook. @file paths must already be absolute (the run's cwd is
+    # the project, not the operator's directory).
+    extra_vars: list[str] = field(default_factory=list)
+    verbosity: int = 0
+    forks: int | None = None
+
+
+@dataclass
+class RunnerOutcome:
+    status: str  # ansible-runner's: successful, failed, timeout, canceled
+    rc: int
+    artifacts_dir: Path
+
+    @property
+    def canceled(self) -> bool:
+        return self.status == "canceled"
+
+    def stdout_tail(self, lines: int = 8) -> str:
+        """Last lines of ansible's own output, colour codes stripped: what explains a crash."""
+        import re
+
+        try:
+            text = (self.artifacts_dir / "stdout").read_text(errors="replace")
+        except OSError:
+            return ""
+        text = re.sub(r"\x1b\[[0-9;]*m", "", text).replace("\r", "")
+        kept = [line for line in text.splitlines() if line.strip()]
+        return "\n".join(kept[-lines:])
+
+
+def _ansible_playbook_dir() -> Path:
+    """Directory holding ansible-playbook: PATH first, then next to this interpreter, because a
+    venv's console scripts are not on PATH unless the venv is activated."""
+    found = shutil.which("ansible-playbook")
+    if found:
+        return Path(found).parent
+    beside = Path(sys.executable).parent / "ansible-playbook"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return beside.parent
+    raise FalcoDeployError(
+        "ansible-playbook not found on PATH nor next to " + sys.executable,
+        hint="install ansible-core into the same environment as falco-deploy "
+             "(pip install falco-deploy pulls it in)",
+        exit_code=ExitCode.ENVIRONMENT,
+    )
+
+
+def build_env(project: Project, bin_dir: Path,
+              environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = os.environ if environ is None else environ
+    out = {
+        "PATH": os.pathsep.join([str(bin_dir), env.get("PATH", "")]).rstrip(os.pathsep),
+        "ANSIBLE_ROLES_PATH": str(project.roles_dir),
+        # An inventory that does not parse is the operator's error; by default ansible only
+        # warns and runs on no host, which would read as "no host matched".
+        "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
+    }
+    if project.ansible_cfg.is_file():
+        out["ANSIBLE_CONFIG"] = str(project.ansible_cfg)
+    return out
+
+
+def build_cmdline(run: PlaybookRun) -> str:
+    args: list[str] = []
+    if run.check:
+        args.append("--check")
+    if run.diff:
+        args.append("--diff")
+    for value in run.extra_vars:
+        args += ["-e", value]
+    return shlex.join(args)
+
+
+class _Interrupt:
+    """Ctrl-C during a run. ansible-playbook runs on its own pty, so the terminal's SIGINT does
+    not reach it; ansible-runner's cancel SIGKILLs its process group, but ansible's workers
+    call setsid() (ansible/executor/process/worker.py) and would be left running. So the first
+    Ctrl-C forwards SIGINT to ansible-playbook, which stops its workers and exits; only if it is
+    still there after GRACE seconds, or on a second Ctrl-C, ansible-runner kills it.
+    The previous handler comes back afterwards (ansible-runner's own would stay installed)."""
+
+    GRACE = 10.0
+
+    def __init__(self) -> None:
+        self.requested_at: float | None = None
+        self.force = False
+        self.pid: int | None = None  # ansible-playbook's, from the events' `pid`
+        self.previous: Any = None
+
+    @property
+    def requested(self) -> bool:
+        return self.requested_at is not None
+
+    def _on_sigint(self, *_: object) -> None:
+        if self.requested:
+            self.force = True
+            return
+        self.requested_at = time.monotonic()
+        if self.pid is None:
+            self.force = True
+            return
+        try:
+            os.kill(self.pid, signal.SIGINT)
+        except OSError:
+            self.force = True
+
+    def __enter__(self) -> _Interrupt:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def __call__(self) -> bool:
+        """ansible-runner's cancel_callback: True makes it kill ansible-playbook."""
+        if self.requested_at is None:
+            return False
+        return self.force or time.monotonic() - self.requested_at > self.GRACE
+
+
+def run_playbook(run: PlaybookRun, on_event: EventCallback | None = None) -> RunnerOutcome:
+    try:
+        import ansible_runner
+    except ImportError as exc:
+        raise FalcoDeployError(
+            f"cannot import ansible_runner ({exc})",
+            hint="pip install ansible-runner (a dependency of falco-deploy) into this environment",
+            exit_code=ExitCode.ENVIRONMENT,
+        ) from exc
+
+    bin_dir = _ansible_playbook_dir()
+
+    stop = _Interrupt()
+
+    def handle(event: dict[str, Any]) -> bool:
+        # Only forward: drawing is the renderer's business. True keeps the event in job_events/.
+        if stop.pid is None and isinstance(event.get("pid"), int):
+            stop.pid = event["pid"]
+        if on_event is not None:
+            on_event(event)
+        return True
+
+    # Artifacts hold the environment and module output of a run: keep them to their owner.
+    run.artifacts_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="falco-deploy-") as private, stop:
+        runner = ansible_runner.run(
+            private_data_dir=private,
+            project_dir=str(run.project.root),
+            playbook=str(run.playbook),
+            inventory=[str(p) for p in run.inventories],
+            limit=run.limit,
+            cmdline=build_cmdline(run) or None,
+            verbosity=run.verbosity or None,
+            forks=run.forks,
+            envvars=build_env(run.project, bin_dir),
+            artifact_dir=str(run.artifacts_dir.parent),
+            ident=run.artifacts_dir.name,
+            event_handler=handle,
+            cancel_callback=stop,
+            quiet=True,
+        )
+    # ansible-playbook stopped by our SIGINT ends as "failed" (rc 99); it was still a Ctrl-C.
+    status = "canceled" if stop.requested else runner.status
+    return RunnerOutcome(status=status, rc=int(runner.rc if runner.rc is not None else -1),
+                         artifacts_dir=run.artifacts_dir)
