@@ -1,4 +1,4 @@
-"""Named exit codes. Every code path that ends the CLI returns one of these; README documents them."""
+"""Named exit codes. Every path that ends the CLI returns one of these; the README lists them."""
 
 from enum import IntEnum
 
