@@ -26,7 +26,8 @@ from falco_deploy.rules_engine import load_text  # noqa: E402
 from falco_deploy.rules_engine.catalog import load as load_catalog  # noqa: E402
 from falco_deploy.rules_engine.loader import Engine  # noqa: E402
 
-MAIN = Path("/work/shared/corpus/falcosecurity-rules/main")
+MAIN = (Path(os.environ.get("FALCO_DEPLOY_SHARED") or ROOT.parent / "shared")
+        / "corpus" / "falcosecurity-rules" / "main")
 FILES = ("falco_rules.yaml", "falco-incubating_rules.yaml", "falco-sandbox_rules.yaml")
 
 

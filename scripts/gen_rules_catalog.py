@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Generate the rules engine's field and event catalogues from the Falco reference corpus.
 
-Reads /work/shared/corpus/falco-fields/supported-{fields,events}-<version>.md (what
+Reads falco-fields/supported-{fields,events}-<version>.md of ../shared/corpus (or
+$FALCO_DEPLOY_SHARED/corpus) (what
 `falco --list=syscall --markdown` and `falco --list-events` print) and writes
 wrapper/falco_deploy/rules_engine/data/catalog-<version>.json. The output is committed; the
 test suite regenerates it in memory and fails when the committed file is stale.
@@ -13,12 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CORPUS = Path("/work/shared/corpus/falco-fields")
+DEFAULT_CORPUS = (Path(os.environ.get("FALCO_DEPLOY_SHARED")
+                       or Path(__file__).resolve().parents[1].parent / "shared")
+                  / "corpus" / "falco-fields")
 DEFAULT_OUT = ROOT / "wrapper" / "falco_deploy" / "rules_engine" / "data"
 VERSIONS = ("0.44", "0.40")
 # Fields Falco still accepts but no longer lists (--list hides deprecated fields): the

@@ -12,7 +12,9 @@ from click.testing import CliRunner
 
 from falco_deploy.cli import cli
 
-CORPUS = Path("/work/shared/corpus")
+SHARED = Path(os.environ.get("FALCO_DEPLOY_SHARED")
+              or Path(__file__).resolve().parents[2].parent / "shared")
+CORPUS = SHARED / "corpus"
 EXAMPLE = CORPUS / "falco-output/validate-json-example.txt"
 GOOD = "- rule: R\n  desc: d\n  condition: evt.type = execve\n  output: x\n  priority: INFO\n"
 BAD = "- rule: R\n  desc: d\n  condition: evt.type = execve and proc.nope = 1\n  output: x\n" \

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-CORPUS = Path("/work/shared/corpus")
+SHARED = Path(os.environ.get("FALCO_DEPLOY_SHARED")
+              or Path(__file__).resolve().parents[3].parent / "shared")
+CORPUS = SHARED / "corpus"
 RULES = CORPUS / "falcosecurity-rules"
 CASES = Path(__file__).parent / "cases"
 
