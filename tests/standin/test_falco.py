@@ -6,7 +6,7 @@ import hashlib
 import json
 import time
 
-from conftest import BROKEN_RULE, GOOD_RULE, wait_for
+from standin_support import BROKEN_RULE, GOOD_RULE, wait_for
 
 
 def _names(entries: list[dict]) -> list[str]:

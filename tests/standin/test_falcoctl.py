@@ -8,7 +8,7 @@ import sys
 import time
 
 import yaml
-from conftest import FALCOCTL
+from standin_support import FALCOCTL
 
 
 def test_driver_config_writes_the_engine_kind_drop_in(tree):

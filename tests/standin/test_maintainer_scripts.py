@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import STANDIN
+from standin_support import STANDIN
 
 SHIM = """#!/bin/sh
 echo "$(basename "$0") $*" >> "$CALLS"

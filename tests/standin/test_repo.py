@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DEFAULT_RULES, ROOT, SHARED, VALIDATOR_PARENT
+from standin_support import DEFAULT_RULES, ROOT, SHARED, VALIDATOR_PARENT
 
 BUILD = ROOT / "molecule" / "shared" / "build-standin-repo.sh"
 TOOLS = ("dpkg-deb", "apt-ftparchive", "gpg", "gpgv")

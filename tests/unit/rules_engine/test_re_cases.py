@@ -10,11 +10,13 @@ Each file in cases/ starts with comment lines:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from conftest import CASES
 
 from falco_deploy.rules_engine import validate
 
+CASES = Path(__file__).parent / "cases"
 CASE_FILES = sorted(CASES.glob("*.yaml"))
 
 
