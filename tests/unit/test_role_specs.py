@@ -96,3 +96,15 @@ def test_defaults_file_documents_every_group(role):
         if top_level_key and previous.strip() == "":
             pytest.fail(f"{role}: {line.split(':')[0]} starts a group without a comment")
         previous = line
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_other_entry_points_use_the_role_defaults(role):
+    """Entry points beside main (tasks_from) describe a subset of the same variables."""
+    defaults = _load(role, "defaults", "main.yml")
+    specs = _load(role, "meta", "argument_specs.yml")["argument_specs"]
+    for entry, spec in specs.items():
+        for name, option in (spec.get("options") or {}).items():
+            assert name in defaults, f"{role}/{entry}: {name} has no default"
+            assert option.get("default") == defaults[name], f"{role}/{entry}: {name} default"
+            assert option.get("description"), f"{role}/{entry}: {name} has no description"
