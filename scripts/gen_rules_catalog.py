@@ -7,6 +7,11 @@ $FALCO_DEPLOY_SHARED/corpus) (what
 wrapper/falco_deploy/rules_engine/data/catalog-<version>.json. The output is committed; the
 test suite regenerates it in memory and fails when the committed file is stale.
 
+It also copies the upstream base rules each Falco version ships (falcosecurity/rules
+rules/falco_rules.yaml: `main` for 0.44, tag falco-rules-3.2.0 for 0.40) to
+data/falco_rules-<version>.yaml, byte for byte, with the Apache-2.0 licence beside them
+(data/LICENSE.falcosecurity-rules): `falco-deploy rules deploy` validates a set after them.
+
 Usage: gen_rules_catalog.py [--corpus DIR] [--out DIR] [--check]
 """
 
@@ -24,6 +29,13 @@ DEFAULT_CORPUS = (Path(os.environ.get("FALCO_DEPLOY_SHARED")
                        or Path(__file__).resolve().parents[1].parent / "shared")
                   / "corpus" / "falco-fields")
 DEFAULT_OUT = ROOT / "wrapper" / "falco_deploy" / "rules_engine" / "data"
+# Upstream rules per Falco version, relative to the corpus root (the parent of falco-fields/).
+BASE_RULES = {
+    "0.44": "falcosecurity-rules/main/falco_rules.yaml",
+    "0.40": "falcosecurity-rules/falco-rules-3.2.0/falco_rules.yaml",
+}
+RULES_LICENSE = "falcosecurity-rules/LICENSE"
+LICENSE_NAME = "LICENSE.falcosecurity-rules"
 VERSIONS = ("0.44", "0.40")
 # Fields Falco still accepts but no longer lists (--list hides deprecated fields): the
 # deprecated_fields table of falcosecurity/falco userspace/engine/falco_load_result.cpp. Their
@@ -107,6 +119,16 @@ def render(data: dict) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n"
 
 
+def base_rules_files(corpus: Path) -> dict[str, bytes]:
+    """Output file name -> bytes, for the upstream base rules and their licence."""
+    root = corpus.parent
+    out = {f"falco_rules-{v}.yaml": (root / rel).read_bytes() for v, rel in BASE_RULES.items()}
+    text = out["falco_rules-0.44.yaml"].decode("utf-8")
+    assert "Licensed under the Apache License, Version 2.0" in text, "licence header missing"
+    out[LICENSE_NAME] = (root / RULES_LICENSE).read_bytes()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
@@ -123,6 +145,14 @@ def main(argv: list[str] | None = None) -> int:
             continue
         args.out.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
+        print(f"wrote {target}")
+    for name, data in base_rules_files(args.corpus).items():
+        target = args.out / name
+        if args.check:
+            if not target.exists() or target.read_bytes() != data:
+                stale.append(str(target))
+            continue
+        target.write_bytes(data)
         print(f"wrote {target}")
     if stale:
         print("stale: " + ", ".join(stale), file=sys.stderr)

@@ -3,17 +3,50 @@
 # debootstrap from the Debian mirror this machine's apt sources name, then `docker import`.
 # Idempotent: an existing image with the current recipe hash is kept (the build takes 1-2 min).
 #
-# Usage: build-testhost-image.sh [IMAGE]   (default: falco-deploy-testhost:bookworm)
+# Usage: build-testhost-image.sh [--docker] [IMAGE]   (default: falco-deploy-testhost:bookworm)
+#   --docker  also build the Docker-host variant (the image plus Debian's docker.io), named by
+#             $FALCO_DEPLOY_TESTHOST_DOCKER_IMAGE (default falco-deploy-testhost-docker:bookworm),
+#             for scenarios whose test hosts run containers themselves (molecule/verify). It is
+#             layered on IMAGE with apt from the same mirror, and cached under its own label.
 set -euo pipefail
+docker_image=
+if [ "${1:-}" = --docker ]; then
+  docker_image=${FALCO_DEPLOY_TESTHOST_DOCKER_IMAGE:-falco-deploy-testhost-docker:bookworm}
+  shift
+fi
 image=${1:-falco-deploy-testhost:bookworm}
 # Packages the roles and the stand-in Falco need on a host; python3-yaml lets the stand-in
 # validate rules, docker.io is installed later only on hosts that act as Docker hosts.
 include=systemd,systemd-sysv,dbus,python3,python3-yaml,sudo,procps,iproute2,ca-certificates,gnupg,curl,kmod,bpftool
 recipe_hash=$(printf '%s\n' "$include" "$(sed -n '/^# recipe-start/,/^# recipe-end/p' "$0")" | sha256sum | cut -c1-16)
 
+# The variant's recipe: the base image's hash plus its packages; the base recipe is untouched by it.
+docker_packages="docker.io"
+build_docker_variant() {
+  local hash
+  hash=$(printf '%s\n' "$recipe_hash" "$docker_packages" | sha256sum | cut -c1-16)
+  if [ "$(docker image inspect -f '{{ index .Config.Labels "falco-deploy.recipe" }}' "$docker_image" 2>/dev/null)" = "$hash" ]; then
+    echo "testhost image: $docker_image is current ($hash)"
+    return 0
+  fi
+  echo "testhost image: adding $docker_packages to $image (about 30 s)"
+  # The postinst cannot start dockerd in a build container; the test host's systemd starts it.
+  docker build -q -t "$docker_image" - >/dev/null <<DOCKERFILE
+FROM $image
+LABEL falco-deploy.recipe=$hash
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $docker_packages >/dev/null \\
+    && apt-get clean && rm -rf /var/lib/apt/lists/*
+DOCKERFILE
+  echo "testhost image: built $docker_image ($hash)"
+}
+finish() {
+  if [ -n "$docker_image" ]; then build_docker_variant; fi
+  exit 0
+}
+
 if [ "$(docker image inspect -f '{{ index .Config.Labels "falco-deploy.recipe" }}' "$image" 2>/dev/null)" = "$recipe_hash" ]; then
   echo "testhost image: $image is current ($recipe_hash)"
-  exit 0
+  finish
 fi
 
 mirror=${DEBIAN_MIRROR:-$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
@@ -49,3 +82,4 @@ STOPSIGNAL SIGRTMIN+3
 CMD ["/lib/systemd/systemd"]
 DOCKERFILE
 echo "testhost image: built $image ($recipe_hash)"
+finish

@@ -7,6 +7,9 @@ so `falco-deploy rules validate` starts fast enough for a pre-commit hook.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import click
 
 from falco_deploy import __version__
@@ -42,7 +45,22 @@ class _Group(click.Group):
             ctx.exit(int(ExitCode.INTERRUPTED))
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+_ALL_EXIT_CODES_HELP = """\b
+Exit codes (each command's --help says which it uses):
+  0  success
+  1  rules invalid (rules validate; rules deploy before touching any host)
+  2  bad usage
+  3  partial: some hosts good, others not
+  4  failed: no host succeeded
+  5  environment: Ansible, playbooks or Falco missing on this machine
+  6  drift (status): live rules differ from the active release's manifest
+  7  detection missed (verify): an expected rule did not fire
+  130  interrupted (Ctrl-C)
+"""
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=_ALL_EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="falco-deploy")
 def cli() -> None:
     """Put Falco (modern eBPF) on a fleet of Docker hosts and keep its rules right."""
@@ -53,7 +71,7 @@ def rules() -> None:
     """Validate and deploy Falco rules."""
 
 
-# --- install -------------------------------------------------------------------------------
+# --- shared by the Ansible-backed commands (install, rules deploy, rollback, status) -------
 
 _EXIT_CODES_HELP = """\b
 Exit codes:
@@ -67,54 +85,105 @@ Exit codes:
 """
 
 
-@cli.command(epilog=_EXIT_CODES_HELP)
-@click.option("--inventory", "-i", "inventory", multiple=True, required=True, metavar="PATH",
-              help="Ansible inventory file or directory (repeatable, like ansible-playbook -i).")
-@click.option("--limit", "-l", metavar="PATTERN",
-              help="Only these hosts or groups (ansible-playbook --limit syntax, e.g. 'web*').")
-@click.option("--check", is_flag=True, help="Change nothing; report what would change.")
-@click.option("--diff", is_flag=True, help="Show file differences in the run artifacts.")
-@click.option("--extra-vars", "-e", "extra_vars", multiple=True, metavar="VARS",
-              help="Extra variables as ansible-playbook -e takes them: key=value, @file.yml or "
-                   "inline YAML/JSON (repeatable).")
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="json prints only a versioned result envelope on stdout.")
-@click.option("--project-dir", metavar="DIR",
-              help="Use the playbooks and roles of this checkout (else $FALCO_DEPLOY_PROJECT_DIR, "
-                   "then the content shipped with the package).")
-@click.option("--artifacts-dir", metavar="DIR",
-              help="Keep this run's ansible-runner artifacts here (default: "
-                   "$XDG_STATE_HOME/falco-deploy/runs/<UTC time>-install).")
-@click.option("-v", "--verbose", "verbosity", count=True,
-              help="Ansible verbosity, recorded in the artifacts' stdout (repeatable).")
-@click.pass_context
-def install(ctx: click.Context, inventory: tuple[str, ...], limit: str | None, check: bool,
-            diff: bool, extra_vars: tuple[str, ...], output: str, project_dir: str | None,
-            artifacts_dir: str | None, verbosity: int) -> None:
-    """Install Falco with the modern eBPF driver on every host of an inventory.
+def _ansible_options(check: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options every Ansible-backed command takes; `check=False` leaves out --check/--diff
+    (status is read-only anyway)."""
+    options = [
+        click.option("--inventory", "-i", "inventory", multiple=True, required=True,
+                     metavar="PATH",
+                     help="Ansible inventory file or directory (repeatable, like "
+                          "ansible-playbook -i)."),
+        click.option("--limit", "-l", metavar="PATTERN",
+                     help="Only these hosts or groups (ansible-playbook --limit syntax, "
+                          "e.g. 'web*')."),
+    ]
+    if check:
+        options += [
+            click.option("--check", is_flag=True,
+                         help="Change nothing; report what would change."),
+            click.option("--diff", is_flag=True,
+                         help="Show file differences in the run artifacts."),
+        ]
+    options += [
+        click.option("--extra-vars", "-e", "extra_vars", multiple=True, metavar="VARS",
+                     help="Extra variables as ansible-playbook -e takes them: key=value, "
+                          "@file.yml or inline YAML/JSON (repeatable)."),
+        click.option("--output", type=click.Choice(["text", "json"]), default="text",
+                     show_default=True,
+                     help="json prints only a versioned result envelope on stdout."),
+        click.option("--project-dir", metavar="DIR",
+                     help="Use the playbooks and roles of this checkout (else "
+                          "$FALCO_DEPLOY_PROJECT_DIR, then the content shipped with the "
+                          "package)."),
+        click.option("--artifacts-dir", metavar="DIR",
+                     help="Keep this run's ansible-runner artifacts here (default: "
+                          "$XDG_STATE_HOME/falco-deploy/runs/<UTC time>-<command>)."),
+        click.option("-v", "--verbose", "verbosity", count=True,
+                     help="Ansible verbosity, recorded in the artifacts' stdout (repeatable)."),
+    ]
 
-    Shows progress per host, then a summary: verdict (installed, unchanged, would change,
-    skipped: reason, failed: reason, unreachable), Falco version, driver and service state.
-    """
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def _common(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Pop the shared options out of a command's keyword arguments, typed for PlaybookOptions."""
+    return {
+        "inventory": list(kwargs.pop("inventory")),
+        "limit": kwargs.pop("limit"),
+        "check": kwargs.pop("check", False),
+        "diff": kwargs.pop("diff", False),
+        "extra_vars": list(kwargs.pop("extra_vars")),
+        "output": kwargs.pop("output"),
+        "project_dir": kwargs.pop("project_dir"),
+        "artifacts_dir": kwargs.pop("artifacts_dir"),
+        "verbosity": kwargs.pop("verbosity"),
+    }
+
+
+def _run_and_render(ctx: click.Context, run: Callable[..., Any], options: Any) -> None:
+    """Run one Ansible-backed command with live progress, then print its summary (or its JSON
+    envelope) and exit with the code the result carries."""
     import sys
 
     from falco_deploy import render
-    from falco_deploy.commands import install as command
 
-    options = command.InstallOptions(
-        inventory=list(inventory), limit=limit, check=check, diff=diff,
-        extra_vars=list(extra_vars), output=output, project_dir=project_dir,
-        artifacts_dir=artifacts_dir, verbosity=verbosity,
-    )
-    as_json = output == "json"
+    as_json = options.output == "json"
     progress_console = render.make_console(sys.stderr if as_json else sys.stdout)
-    with render.Progress(progress_console, verbosity=verbosity) as progress:
-        result = command.run(options, on_event=progress)
+    with render.Progress(progress_console, verbosity=options.verbosity) as progress:
+        result = run(options, on_event=progress)
     if as_json:
         render.render_json(result, sys.stdout)
     else:
         render.render_summary(result, progress_console)
     ctx.exit(int(result.exit_code or 0))
+
+
+def _lazy(module: str) -> Any:
+    """A command module, imported only when its command runs (keeps `--help` fast)."""
+    import importlib
+
+    return importlib.import_module(f"falco_deploy.commands.{module}")
+
+
+# --- install -------------------------------------------------------------------------------
+
+
+@cli.command(epilog=_EXIT_CODES_HELP)
+@_ansible_options()
+@click.pass_context
+def install(ctx: click.Context, **kwargs: Any) -> None:
+    """Install Falco with the modern eBPF driver on every host of an inventory.
+
+    Shows progress per host, then a summary: verdict (installed, unchanged, would change,
+    skipped: reason, failed: reason, unreachable), Falco version, driver and service state.
+    """
+    command = _lazy("install")
+    _run_and_render(ctx, command.run, command.InstallOptions(**_common(kwargs)))
 
 
 # --- rules validate ------------------------------------------------------------------------
@@ -166,6 +235,183 @@ def rules_validate(ctx: click.Context, paths: tuple[str, ...], base: tuple[str, 
         if not report.ok:
             click.echo("Error: " + report.to_text(), err=True)
     ctx.exit(int(result.exit_code))
+
+
+# --- rules deploy --------------------------------------------------------------------------
+
+_DEPLOY_EXIT_CODES_HELP = """\b
+Exit codes:
+  0  every host deployed, unchanged, or (with --check) would change
+  1  the set failed offline validation (errors, or warnings without
+     --allow-warnings); no host was touched
+  2  bad usage: missing inventory or rules folder, bad --serial, bad -e value
+  3  partial: some hosts are fine, others refused the set (their own falco -V),
+     rolled back after a failed health check, failed, were unreachable, or
+     were not run because an earlier --serial batch failed
+  4  failed: no host succeeded (or no host matched)
+  5  environment: ansible-playbook, the playbooks or the base rules are missing
+  130  interrupted (Ctrl-C)
+"""
+
+
+@rules.command("deploy", epilog=_DEPLOY_EXIT_CODES_HELP)
+@_ansible_options()
+@click.option("--rules", "rules_sources", multiple=True, metavar="DIR",
+              help="Folder of .yaml/.yml rules files, or one file (repeatable; default: the "
+                   "project's rules/ folder). The files land together in one release.")
+@click.option("--serial", default="100%", show_default=True, metavar="N|N%",
+              help="Roll out in batches of N hosts (or N% of them); a batch with a failed host "
+                   "stops the later batches.")
+@click.option("--falco-version", type=click.Choice(["0.44", "0.40"]), default="0.44",
+              show_default=True,
+              help="Falco generation the hosts run: picks the upstream base rules and the field "
+                   "catalogue of the offline validation.")
+@click.option("--base", "base", multiple=True, metavar="FILE",
+              help="Validate after these rules files instead of the packaged upstream "
+                   "falco_rules.yaml (repeatable).")
+@click.option("--allow-warnings", is_flag=True,
+              help="Let a set with validator warnings through (by default warnings in the set "
+                   "fail it, here and on the hosts).")
+@click.pass_context
+def rules_deploy(ctx: click.Context, rules_sources: tuple[str, ...], serial: str,
+                 falco_version: str, base: tuple[str, ...], allow_warnings: bool,
+                 **kwargs: Any) -> None:
+    """Validate a rules set, then switch every host to it as one new release.
+
+    First the offline validator checks the whole set after the upstream base rules; if it fails,
+    nothing else happens. Then each host stages the release, checks it with its own `falco -V`
+    over the complete effective set, switches /etc/falco/rules.d atomically, reloads Falco and
+    checks its health, switching back if that fails.
+    Summary verdicts: deployed, unchanged, would change, refused: reason, rolled back: reason,
+    skipped, failed, unreachable, not run.
+    """
+    command = _lazy("rules_deploy")
+    options = command.RulesDeployOptions(
+        **_common(kwargs), rules=list(rules_sources), serial=serial,
+        falco_version=falco_version, base=list(base), allow_warnings=allow_warnings)
+    _run_and_render(ctx, command.run, options)
+
+
+# --- rollback ------------------------------------------------------------------------------
+
+_ROLLBACK_EXIT_CODES_HELP = """\b
+Exit codes:
+  0  every host switched to the earlier release, or already was on it
+  2  bad usage: missing inventory, --to and --steps together, bad release id
+  3  partial: some hosts are fine, others refused the release, rolled back
+     after a failed health check, failed or were unreachable
+  4  failed: no host succeeded (or no host matched)
+  5  environment: ansible-playbook or the playbooks cannot be found
+  130  interrupted (Ctrl-C)
+"""
+
+
+@cli.command(epilog=_ROLLBACK_EXIT_CODES_HELP)
+@_ansible_options()
+@click.option("--to", "to", metavar="RELEASE_ID",
+              help="Switch to this release (an id that `falco-deploy status` shows).")
+@click.option("--steps", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Go back N releases from the active one (default 1).")
+@click.option("--package-version", metavar="VERSION",
+              help="Also install this Falco package version first (apt pin, downgrade "
+                   "allowed).")
+@click.pass_context
+def rollback(ctx: click.Context, to: str | None, steps: int | None,
+             package_version: str | None, **kwargs: Any) -> None:
+    """Switch hosts back to an earlier rules release the same way a deploy switches: host-side
+    validation, atomic switch, reload, health check."""
+    if to is not None and steps is not None:
+        raise click.UsageError("give --to RELEASE_ID or --steps N, not both")
+    command = _lazy("rollback")
+    options = command.RollbackOptions(**_common(kwargs), to=to, steps=steps or 1,
+                                      package_version=package_version)
+    _run_and_render(ctx, command.run, options)
+
+
+# --- status --------------------------------------------------------------------------------
+
+_STATUS_EXIT_CODES_HELP = """\b
+Exit codes:
+  0  every host answered and its live rules match its active release
+  2  bad usage: missing or unreadable inventory, bad option or -e value
+  3  partial: some hosts answered, others failed or were unreachable
+  4  failed: no host answered (or no host matched)
+  5  environment: ansible-playbook or the playbooks cannot be found
+  6  drift: every host answered, but on some the live rules differ from
+     the active release's manifest (edited out of band)
+  130  interrupted (Ctrl-C)
+"""
+
+
+@cli.command(epilog=_STATUS_EXIT_CODES_HELP)
+@_ansible_options(check=False)
+@click.pass_context
+def status(ctx: click.Context, **kwargs: Any) -> None:
+    """Show per host: Falco version, engine kind, unit state, active rules release (id and
+    manifest hash) and drift (live rules that differ from that release). Changes nothing."""
+    command = _lazy("status")
+    _run_and_render(ctx, command.run, command.StatusOptions(**_common(kwargs)))
+
+
+# --- verify --------------------------------------------------------------------------------
+
+_VERIFY_EXIT_CODES_HELP = """\b
+Exit codes:
+  0  every scenario ran; every expected detection fired in time
+  2  bad usage: missing inventory, unknown --scenario, bad option or -e value
+  3  partial: no detection missed, but some scenarios or hosts did not run
+     (no docker, image missing, unreachable, failed)
+  4  failed: no scenario ran on any host (or no host matched)
+  5  environment: ansible-playbook or the playbooks cannot be found
+  7  detection missed: an expected rule did not fire (or fired after
+     --timeout) on at least one host
+  130  interrupted (Ctrl-C); scenario containers remove themselves
+False positives (our rules firing on benign scenarios) are reported and
+written to --junit, but do not change the exit code.
+"""
+
+
+@cli.command(epilog=_VERIFY_EXIT_CODES_HELP)
+@_ansible_options(check=False)
+@click.option("--scenario", "scenarios", multiple=True, metavar="NAME",
+              help="Run only this scenario (repeatable; default: all of the catalogue).")
+@click.option("--timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              metavar="SECONDS", help="How long after the scenarios to wait for alerts; an "
+                                      "alert later than this after its trigger counts as missed.")
+@click.option("--junit", metavar="FILE", help="Also write a JUnit XML report here.")
+@click.option("--catalogue", metavar="FILE",
+              help="A site's own scenarios.yaml instead of the packaged catalogue.")
+@click.pass_context
+def verify(ctx: click.Context, **kwargs: Any) -> None:
+    """Prove that Falco's rules fire: on every Docker host, run attack scenarios (and a benign
+    set) in throwaway containers and match the alerts Falco raised for them.
+
+    Reports per host and scenario: fired (rules, seconds from trigger to alert), missed,
+    not run (why) or false positive. Needs Falco's JSON file_output, which `install` sets up.
+    """
+    import sys
+
+    from falco_deploy import render
+    from falco_deploy.verify import report
+
+    command = _lazy("verify")
+    options = command.VerifyOptions(
+        inventory=list(kwargs["inventory"]), scenarios=list(kwargs["scenarios"]),
+        timeout=kwargs["timeout"], junit=kwargs["junit"], limit=kwargs["limit"],
+        extra_vars=list(kwargs["extra_vars"]), output=kwargs["output"],
+        catalogue=kwargs["catalogue"], project_dir=kwargs["project_dir"],
+        artifacts_dir=kwargs["artifacts_dir"], verbosity=kwargs["verbosity"])
+    as_json = options.output == "json"
+    console = render.make_console(sys.stderr if as_json else sys.stdout)
+    with render.Progress(console, verbosity=options.verbosity) as progress:
+        outcome = command.run(options, on_event=progress)
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps(outcome.to_envelope(), indent=2) + "\n")
+    else:
+        report.render_text(outcome, console)
+    ctx.exit(int(outcome.exit_code))
 
 
 def main() -> None:

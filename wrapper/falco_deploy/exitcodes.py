@@ -10,4 +10,12 @@ class ExitCode(IntEnum):
     PARTIAL = 3  # some hosts are fine, others failed, were skipped by preflight or unreachable
     FAILED = 4  # no host succeeded
     ENVIRONMENT = 5  # the control node cannot run the job (Ansible missing, content not found)
+    # `status`: every host answered, but some hosts' live rules differ from their active
+    # release's manifest (out-of-band edits). Distinct from PARTIAL so a cron job can tell
+    # "someone edited rules by hand" from "a host is down".
+    DRIFT = 6
+    # `verify`: a scenario ran but an expected rule did not fire within the timeout (missed or
+    # late) on at least one host. Takes precedence over PARTIAL: a detection gap is the finding
+    # a CI job must not let pass, even when other hosts could not run the scenarios.
+    DETECTION_MISSED = 7
     INTERRUPTED = 130  # Ctrl-C

@@ -7,6 +7,7 @@ stay readable. In JSON mode stdout carries only the envelope; progress goes to s
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import IO, Any
 
 from rich.console import Console
@@ -16,21 +17,29 @@ from rich.table import Table
 from rich.text import Text
 
 from falco_deploy.exitcodes import ExitCode
-from falco_deploy.results import EventCollector, HostState, RunResult, Verdict
+from falco_deploy.results import EventCollector, HostResult, HostState, RunResult, Verdict
 
 _VERDICT_STYLE = {
     Verdict.INSTALLED: "green",
+    Verdict.DEPLOYED: "green",
     Verdict.UNCHANGED: "green",
+    Verdict.IN_SYNC: "green",
     Verdict.WOULD_CHANGE: "cyan",
     Verdict.SKIPPED: "yellow",
+    Verdict.DRIFTED: "yellow",
+    Verdict.REFUSED: "bold red",
+    Verdict.ROLLED_BACK: "bold red",
     Verdict.FAILED: "bold red",
     Verdict.UNREACHABLE: "bold red",
+    Verdict.NOT_RUN: "red",
 }
 
 _EXIT_MEANING = {
     ExitCode.OK: "every host is good",
+    ExitCode.RULES_INVALID: "the rules set failed offline validation; no host was touched",
     ExitCode.PARTIAL: "some hosts failed, were skipped or were unreachable",
     ExitCode.FAILED: "no host succeeded",
+    ExitCode.DRIFT: "every host answered; some live rules differ from their release manifest",
 }
 
 # Wide enough that a host's reason stays on one line in CI logs, where there is no terminal width.
@@ -100,7 +109,7 @@ def plain_line(event: dict[str, Any], host: HostState | None) -> str | None:
 
 
 class Progress:
-    """Receives (event, collector) from the install command and draws progress."""
+    """Receives (event, collector) from any Ansible-backed command and draws progress."""
 
     def __init__(self, console: Console, live: bool | None = None, verbosity: int = 0) -> None:
         self.console = console
@@ -141,20 +150,61 @@ class Progress:
             _line(self.console, line)
 
 
+def _short(sha256: str) -> str:
+    return sha256[:12] if sha256 else ""
+
+
+def _release(h: HostResult) -> str:
+    """Release id and short manifest hash: the two things to compare across hosts."""
+    if not h.release:
+        return "-"
+    return f"{h.release} ({_short(h.release_sha256)})" if h.release_sha256 else h.release
+
+
+def _drift(h: HostResult) -> str:
+    if h.drift is None:
+        return "-"
+    return f"yes ({len(h.drift_files)} files)" if h.drift else "no"
+
+
+# Columns after host and verdict, per command: (header, cell, justify).
+_Column = tuple[str, Callable[[HostResult], str], str]
+_COLUMNS: dict[str, list[_Column]] = {
+    "install": [
+        ("falco", lambda h: h.falco_version or "-", "left"),
+        ("driver", lambda h: h.driver or "-", "left"),
+        ("service", lambda h: h.service or "-", "left"),
+        ("changed", lambda h: str(h.changed), "right"),
+    ],
+    "rules deploy": [
+        ("release", _release, "left"),
+        ("previous", lambda h: h.previous_release or "-", "left"),
+        ("falco", lambda h: h.falco_version or "-", "left"),
+        ("changed", lambda h: str(h.changed), "right"),
+    ],
+    "status": [
+        ("falco", lambda h: h.falco_version or "-", "left"),
+        ("engine", lambda h: str(h.details.get("engine_kind") or "-"), "left"),
+        ("unit", lambda h: str(h.details.get("unit_state") or "-"), "left"),
+        ("release", _release, "left"),
+        ("drift", _drift, "left"),
+    ],
+}
+_COLUMNS["rollback"] = _COLUMNS["rules deploy"]
+
+
 def summary_table(result: RunResult) -> Table:
+    columns = _COLUMNS[result.command]
     table = Table()
     table.add_column("host", no_wrap=True)
     table.add_column("verdict")
-    table.add_column("falco")
-    table.add_column("driver")
-    table.add_column("service")
-    table.add_column("changed", justify="right")
+    for header, _, justify in columns:
+        table.add_column(header, justify=justify)  # type: ignore[arg-type]
     for h in result.hosts:
         verdict = Text(h.verdict.value, style=_VERDICT_STYLE[h.verdict])
         if h.reason:
             verdict.append(f": {h.reason}")
-        table.add_row(h.host, verdict, h.falco_version or "-", h.driver or "-", h.service or "-",
-                      str(h.changed))
+        table.add_row(h.host, verdict, *(cell(h) for _, cell, _ in columns))
     return table
 
 
@@ -162,6 +212,9 @@ def render_summary(result: RunResult, console: Console) -> None:
     title = f"falco-deploy {result.command}" + (" --check: nothing was changed"
                                                  if result.check_mode else "")
     console.print(title, style="bold", markup=False, highlight=False, soft_wrap=True)
+    if result.validation_text and (result.validation is None or not result.validation["ok"]):
+        # The gate refused the set: the validator's own words are the whole story.
+        _line(console, result.validation_text)
     if result.hosts:
         console.print(summary_table(result))
     findings = [(h.host, f) for h in result.hosts for f in h.findings]
@@ -169,12 +222,19 @@ def render_summary(result: RunResult, console: Console) -> None:
         console.print("Findings:", style="bold")
         for host, finding in findings:
             _line(console, f"  {host}: {finding}")
+    drifted = [(h.host, f) for h in result.hosts if h.drift for f in h.drift_files]
+    if drifted:
+        console.print("Drifted files:", style="bold")
+        for host, path in drifted:
+            _line(console, f"  {host}: {path}")
     if result.error:
         console.print(Text("Error: ", style="bold red") + Text(result.error), soft_wrap=True)
-    _line(console, f"Artifacts: {result.artifacts_dir}")
+    if result.artifacts_dir:
+        _line(console, f"Artifacts: {result.artifacts_dir}")
     code = ExitCode(result.exit_code)
     meaning = _EXIT_MEANING.get(code, "")
-    style = "green" if code == ExitCode.OK else "yellow" if code == ExitCode.PARTIAL else "red"
+    style = ("green" if code == ExitCode.OK
+             else "yellow" if code in (ExitCode.PARTIAL, ExitCode.DRIFT) else "red")
     status = Text(f"Exit status: {code.name.lower()} ({int(code)})", style=style)
     if meaning:
         status.append(f" - {meaning}")

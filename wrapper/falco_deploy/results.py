@@ -5,7 +5,11 @@ Pure Python: no ansible_runner or rich import, so tests feed recorded event dict
 Contract with the playbooks: every host that finishes, or that preflight skips, runs
 `ansible.builtin.debug: var: falco_deploy_result`, so one `runner_on_ok` event carries
 `event_data.res.falco_deploy_result` = {status: ok|skipped, reason, findings, falco_version,
-driver, service}.
+driver, service}. The rules playbooks (rules_deploy, rollback, status) add status values
+refused|rolled_back and the keys release, release_sha256, previous_release, drift, drift_files.
+
+What a verdict is called, which verdicts the summary counts, which report keys a host's JSON
+carries and how verdicts become an exit code depend on the command: see PROFILES.
 """
 
 from __future__ import annotations
@@ -24,15 +28,65 @@ RESULT_VAR = "falco_deploy_result"
 
 class Verdict(str, enum.Enum):
     INSTALLED = "installed"
+    DEPLOYED = "deployed"  # rules deploy / rollback: the host switched to another release
     UNCHANGED = "unchanged"
     WOULD_CHANGE = "would change"  # check mode: the host is fine, a real run would change it
+    REFUSED = "refused"  # the host's own `falco -V` rejected the set; nothing was switched
+    ROLLED_BACK = "rolled back"  # switched, failed the health check, switched back
+    IN_SYNC = "in sync"  # status: live rules match the active release's manifest
+    DRIFTED = "drifted"  # status: live rules differ from the active release's manifest
     SKIPPED = "skipped"  # preflight found the host unfit; nothing was changed on it
     FAILED = "failed"
     UNREACHABLE = "unreachable"
+    NOT_RUN = "not run"  # --serial: an earlier batch failed, so this host's batch never started
 
     @property
     def good(self) -> bool:
-        return self in (Verdict.INSTALLED, Verdict.UNCHANGED, Verdict.WOULD_CHANGE)
+        return self in (Verdict.INSTALLED, Verdict.DEPLOYED, Verdict.UNCHANGED,
+                        Verdict.WOULD_CHANGE, Verdict.IN_SYNC)
+
+
+_RULES_KEYS = ("release", "release_sha256", "previous_release", "drift", "drift_files")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How one command speaks about its hosts."""
+
+    command: str
+    changed: Verdict  # a host that reported ok and changed something (outside check mode)
+    verdicts: tuple[Verdict, ...]  # what the summary counts, in table order
+    report_keys: tuple[str, ...] = ()  # falco_deploy_result keys copied into a host's JSON
+    drift_is_news: bool = False  # status: an ok host whose report says drift is DRIFTED
+
+    @property
+    def slug(self) -> str:
+        """The command as one word, for artifact directory names."""
+        return self.command.replace(" ", "-")
+
+
+_DEPLOY_VERDICTS = (Verdict.DEPLOYED, Verdict.UNCHANGED, Verdict.WOULD_CHANGE, Verdict.REFUSED,
+                    Verdict.ROLLED_BACK, Verdict.SKIPPED, Verdict.FAILED, Verdict.UNREACHABLE,
+                    Verdict.NOT_RUN)
+PROFILES = {
+    # install's summary and host keys are pinned by tests/unit/test_json_envelope.py.
+    "install": Profile("install", Verdict.INSTALLED,
+                       (Verdict.INSTALLED, Verdict.UNCHANGED, Verdict.WOULD_CHANGE,
+                        Verdict.SKIPPED, Verdict.FAILED, Verdict.UNREACHABLE)),
+    "rules deploy": Profile("rules deploy", Verdict.DEPLOYED, _DEPLOY_VERDICTS, _RULES_KEYS),
+    "rollback": Profile("rollback", Verdict.DEPLOYED, _DEPLOY_VERDICTS, _RULES_KEYS),
+    "status": Profile("status", Verdict.IN_SYNC,
+                      (Verdict.IN_SYNC, Verdict.DRIFTED, Verdict.SKIPPED, Verdict.FAILED,
+                       Verdict.UNREACHABLE, Verdict.NOT_RUN),
+                      _RULES_KEYS + ("engine_kind", "unit_state"), drift_is_news=True),
+}
+
+
+def profile_for(command: str) -> Profile:
+    try:
+        return PROFILES[command]
+    except KeyError:
+        raise ValueError(f"no result profile for command {command!r}") from None
 
 
 @dataclass
@@ -58,13 +112,36 @@ class HostResult:
     driver: str | None = None
     service: str | None = None
     tasks: TaskCounts = field(default_factory=TaskCounts)
+    # The profile's report_keys as the host reported them (None: not reported); install has none.
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def changed(self) -> int:
         return self.tasks.changed
 
+    @property
+    def release(self) -> str:
+        return str(self.details.get("release") or "")
+
+    @property
+    def release_sha256(self) -> str:
+        return str(self.details.get("release_sha256") or "")
+
+    @property
+    def previous_release(self) -> str:
+        return str(self.details.get("previous_release") or "")
+
+    @property
+    def drift(self) -> bool | None:
+        value = self.details.get("drift")
+        return None if value is None else bool(value)
+
+    @property
+    def drift_files(self) -> list[str]:
+        return [str(f) for f in self.details.get("drift_files") or []]
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "host": self.host,
             "verdict": self.verdict.value,
             "reason": self.reason,
@@ -75,14 +152,22 @@ class HostResult:
             "changed": self.changed,
             "tasks": self.tasks.to_dict(),
         }
+        out.update(self.details)
+        return out
 
 
 def exit_code_for(hosts: list[HostResult]) -> ExitCode:
-    """OK when every host is good, PARTIAL when some are, FAILED when none are (or none ran)."""
+    """OK when every host is good, PARTIAL when some are, FAILED when none are (or none ran).
+
+    DRIFT when no host is bad but some drifted (status): every host answered, the fleet is not
+    what its manifests say. A failed or unreachable host outranks drift."""
     good = sum(1 for h in hosts if h.verdict.good)
+    drifted = sum(1 for h in hosts if h.verdict == Verdict.DRIFTED)
     if hosts and good == len(hosts):
         return ExitCode.OK
-    if good:
+    if hosts and good + drifted == len(hosts):
+        return ExitCode.DRIFT
+    if good or drifted:
         return ExitCode.PARTIAL
     return ExitCode.FAILED
 
@@ -97,14 +182,22 @@ class RunResult:
     finished: datetime
     error: str | None = None  # the run as a whole went wrong (no host ran, playbook error)
     exit_code: ExitCode | None = None  # derived from hosts unless given
+    # rules deploy: the offline validation that ran before any host was touched
+    # ({"ok", "falco_version", "base", "files", "falco_load_results"}); None for other commands.
+    validation: dict[str, Any] | None = None
+    validation_text: str | None = None  # the validator's human output, for the text summary
 
     def __post_init__(self) -> None:
         if self.exit_code is None:
             self.exit_code = exit_code_for(self.hosts)
 
+    @property
+    def profile(self) -> Profile:
+        return profile_for(self.command)
+
     def summary(self) -> dict[str, int]:
         counts = {"hosts": len(self.hosts)}
-        for verdict in Verdict:
+        for verdict in self.profile.verdicts:
             counts[verdict.value.replace(" ", "_")] = 0
         for h in self.hosts:
             counts[h.verdict.value.replace(" ", "_")] += 1
@@ -115,7 +208,7 @@ class RunResult:
         """The versioned JSON document `--output json` prints; tests/unit/test_json_envelope.py
         pins its keys. Adding a key is fine; renaming or removing one needs schema v2."""
         assert self.exit_code is not None
-        return {
+        doc = {
             "schema": SCHEMA,
             "command": self.command,
             "falco_deploy_version": __version__,
@@ -129,6 +222,9 @@ class RunResult:
             "hosts": [h.to_dict() for h in self.hosts],
             "summary": self.summary(),
         }
+        if self.validation is not None:
+            doc["validation"] = self.validation
+        return doc
 
 
 def _first_line(text: Any) -> str:
@@ -182,13 +278,28 @@ class EventCollector:
     """Turns ansible-runner events (the dicts its event_handler receives, the same as
     artifacts/<ident>/job_events/*.json) into per-host state and, at the end, HostResults."""
 
-    def __init__(self, check_mode: bool = False, result_var: str = RESULT_VAR) -> None:
+    def __init__(self, check_mode: bool = False, result_var: str = RESULT_VAR,
+                 command: str = "install") -> None:
         self.check_mode = check_mode
         self.result_var = result_var
+        self.profile = profile_for(command)
         self.hosts: dict[str, HostState] = {}
+        self.not_run_reason = ""
         self.stats: dict[str, Any] | None = None
         self.no_hosts_matched = False
         self.current_task = ""
+
+    def expect_hosts(self, names: list[str], reason: str) -> None:
+        """Hosts the play targeted; those that never show up in the events are NOT_RUN."""
+        self.not_run_reason = reason
+        for name in names:
+            self._host(name)
+
+    def _never_ran(self, host: HostState) -> bool:
+        processed = (self.stats or {}).get("processed") or {}
+        return (bool(self.not_run_reason) and host.name not in processed
+                and host.report is None and not host.unreachable and not host.current_task
+                and host.counts == TaskCounts())
 
     def _host(self, name: str) -> HostState:
         if name not in self.hosts:
@@ -256,6 +367,12 @@ class EventCollector:
     def result_for(self, host: HostState) -> HostResult:
         report = host.report or {}
         findings = [str(f) for f in report.get("findings") or []]
+        profile = self.profile
+        details = {key: report.get(key) for key in profile.report_keys}
+        if "engine_kind" in details and details["engine_kind"] is None:
+            details["engine_kind"] = report.get("driver")
+        if "unit_state" in details and details["unit_state"] is None:
+            details["unit_state"] = report.get("service")
         result = HostResult(
             host=host.name,
             verdict=Verdict.FAILED,
@@ -264,11 +381,21 @@ class EventCollector:
             driver=report.get("driver") or None,
             service=report.get("service") or None,
             tasks=host.counts,
+            details=details,
         )
         status = report.get("status")
         if self._unreachable(host):
             result.verdict = Verdict.UNREACHABLE
             result.reason = host.unreachable or "unreachable"
+        elif self._never_ran(host):
+            result.verdict = Verdict.NOT_RUN
+            result.reason = self.not_run_reason
+        elif status in ("refused", "rolled_back"):
+            # The role may fail the host after reporting (so --serial stops the later batches);
+            # the report says why, which is worth more than the name of the failing task.
+            result.verdict = Verdict.REFUSED if status == "refused" else Verdict.ROLLED_BACK
+            result.reason = (_first_line(report.get("reason"))
+                             or host.failure.split(": ", 1)[-1] or status.replace("_", " "))
         elif self._failed_for_good(host):
             result.reason = host.failure or "failed"
         elif host.report is None:
@@ -276,13 +403,20 @@ class EventCollector:
         elif status == "skipped":
             result.verdict = Verdict.SKIPPED
             result.reason = _first_line(report.get("reason")) or "skipped by preflight"
+        elif status == "ok" and profile.drift_is_news:
+            result.verdict = Verdict.DRIFTED if report.get("drift") else Verdict.IN_SYNC
+            result.reason = _first_line(report.get("reason"))
+            if result.verdict == Verdict.DRIFTED and not result.reason:
+                files = result.drift_files
+                result.reason = (f"{len(files)} live file(s) differ from the manifest: "
+                                 + ", ".join(files)) if files else "live rules differ"
         elif status == "ok":
             if host.counts.changed == 0:
                 result.verdict = Verdict.UNCHANGED
             elif self.check_mode:
                 result.verdict = Verdict.WOULD_CHANGE
             else:
-                result.verdict = Verdict.INSTALLED
+                result.verdict = profile.changed
             result.reason = _first_line(report.get("reason"))
         else:
             result.reason = f"unexpected {self.result_var}.status {status!r}"

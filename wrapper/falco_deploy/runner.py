@@ -241,3 +241,42 @@ def run_playbook(run: PlaybookRun, on_event: EventCallback | None = None) -> Run
     status = "canceled" if stop.requested else runner.status
     return RunnerOutcome(status=status, rc=int(runner.rc if runner.rc is not None else -1),
                          artifacts_dir=run.artifacts_dir)
+
+
+def list_hosts(run: PlaybookRun, timeout: float = 120) -> list[str]:
+    """The hosts `run` targets (inventory, --limit and the plays' patterns), in inventory order,
+    from `ansible-playbook --list-hosts`: nothing runs on any host. Empty when ansible cannot say.
+    """
+    import subprocess
+
+    bin_dir = _ansible_playbook_dir()
+    cmd = [str(bin_dir / "ansible-playbook"), "--list-hosts", str(run.playbook)]
+    for inventory in run.inventories:
+        cmd += ["-i", str(inventory)]
+    if run.limit:
+        cmd += ["--limit", run.limit]
+    for value in run.extra_vars:  # play patterns or serial may depend on variables
+        cmd += ["-e", value]
+    env = {**os.environ, **build_env(run.project, bin_dir)}
+    try:
+        proc = subprocess.run(cmd, cwd=run.project.root, env=env, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if proc.returncode != 0:
+        return []
+    hosts: list[str] = []
+    indent: int | None = None
+    # Output per play: "    hosts (2):" then one host per line, indented deeper.
+    for line in proc.stdout.splitlines():
+        stripped = line.strip()
+        width = len(line) - len(line.lstrip())
+        if stripped.startswith("hosts (") and stripped.endswith("):"):
+            indent = width
+            continue
+        if indent is not None and stripped and width > indent:
+            if stripped not in hosts:
+                hosts.append(stripped)
+            continue
+        indent = None
+    return hosts

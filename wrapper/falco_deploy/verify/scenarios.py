@@ -77,10 +77,19 @@ class Scenario:
     description: str
     expected_rules: tuple[str, ...] = ()
     benign: bool = False
+    # What runs on a host: a POSIX shell script (`/bin/sh -c`) in the image, and the extra
+    # `docker run` arguments it needs (--privileged, --pid=host, a socket bind mount, ...).
+    script: str = ""
+    docker_args: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description,
                 "expected_rules": list(self.expected_rules), "benign": self.benign}
+
+    def to_run_spec(self) -> dict[str, Any]:
+        """What the falco_verify role needs to run the scenario (its `falco_verify_scenarios`)."""
+        return {"name": self.name, "script": self.script, "docker_args": list(self.docker_args),
+                "expected_rules": list(self.expected_rules)}
 
 
 @dataclass(frozen=True)
@@ -146,7 +155,7 @@ def _parse_entries(source: str, section: str, entries: Any,
         body = body or {}
         if not isinstance(body, Mapping):
             raise _bad(source, f"{section}.{name} must be a mapping")
-        unknown = set(body) - {"description", "expected_rules"}
+        unknown = set(body) - {"description", "expected_rules", "script", "docker_args"}
         if unknown:
             raise _bad(source, f"{section}.{name}: unknown keys {sorted(unknown)}")
         description = body.get("description", "")
@@ -159,7 +168,15 @@ def _parse_entries(source: str, section: str, entries: Any,
             raise _bad(source, f"{section}.{name}: a benign scenario expects no rules")
         if not benign and not rules:
             raise _bad(source, f"{section}.{name}: an attack scenario needs expected_rules")
-        parsed.append(Scenario(name, description.strip(), tuple(dict.fromkeys(rules)), benign))
+        script = body.get("script", "")
+        if not isinstance(script, str):
+            raise _bad(source, f"{section}.{name}.script must be a string (a shell script)")
+        docker_args = body.get("docker_args", [])
+        if not isinstance(docker_args, list) or not all(
+                isinstance(arg, str) and arg for arg in docker_args):
+            raise _bad(source, f"{section}.{name}.docker_args must be a list of strings")
+        parsed.append(Scenario(name, description.strip(), tuple(dict.fromkeys(rules)), benign,
+                               script, tuple(docker_args)))
     return parsed
 
 

@@ -1,0 +1,331 @@
+"""`falco-deploy rules deploy` end to end on local systemd test hosts with the stand-in Falco:
+a deploy killed mid-flight leaves every host on exactly the old or the new release, a refused
+batch stops a --serial rollout, and a set the offline validator rejects touches no host."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from falco_deploy.exitcodes import ExitCode
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+IMAGE = os.environ.get("FALCO_DEPLOY_TESTHOST_IMAGE", "falco-deploy-testhost:bookworm")
+FALCO_DEPLOY = Path(sys.executable).with_name("falco-deploy")
+STATE_DIR = "/var/lib/falco-deploy"
+RULES_D = "/etc/falco/rules.d"
+LOCAL_RULES = "/etc/falco/falco_rules.local.yaml"
+
+
+def probe_rule(name: str) -> str:
+    """A valid rule (0 warnings after the upstream base) that marks a set as distinct."""
+    return (f"- rule: Fd integration probe {name}\n"
+            f"  desc: Fires when a process named fd-probe-{name} starts; a test marker.\n"
+            f"  condition: spawned_process and proc.name = fd-probe-{name}\n"
+            f"  output: fd-probe-{name} started (proc.cmdline=%proc.cmdline)\n"
+            f"  priority: WARNING\n  tags: [test]\n")
+
+
+# A tuning exception on an upstream rule. Alone (in falco_rules.local.yaml, or in a set) each is
+# valid; loaded together Falco refuses the second: "Can not append exception fields to existing
+# exception, only values" (falcosecurity/libs userspace/engine/rule_loader_collector.cpp).
+def exception_tuning(fields: list[str], values: list[str]) -> str:
+    return yaml.safe_dump([{
+        "rule": "Terminal shell in container",
+        "exceptions": [{"name": "fd_site_tuning", "fields": fields, "comps": ["="] * len(fields),
+                        "values": [values]}],
+        "override": {"exceptions": "append"},
+    }], sort_keys=False)
+
+
+def _docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _sh(host: str, script: str, check: bool = True) -> str:
+    return _docker("exec", host, "sh", "-c", script, check=check).stdout
+
+
+@pytest.fixture(scope="module")
+def fleet(testbed: Path, tmp_path_factory):
+    """Three test hosts with Falco installed by `falco-deploy install`; removed afterwards."""
+    suffix = uuid.uuid4().hex[:6]
+    names = [f"fd-rules-{suffix}-{n}" for n in (1, 2, 3)]
+    try:
+        for name in names:
+            _docker("run", "-d", "--name", name, "--hostname", name, "--privileged",
+                    "--cgroupns=private", "--tmpfs", "/run", "--tmpfs", "/tmp",
+                    "-v", f"{testbed}/standin/repo:/mnt/falco-repo:ro", IMAGE,
+                    "/lib/systemd/systemd")
+        for name in names:
+            _docker("exec", name, "timeout", "60", "systemctl", "is-system-running", "--wait",
+                    check=False)
+        workdir = tmp_path_factory.mktemp("fleet")
+        # Ordered mapping: --serial batches follow inventory order, names[0] goes first.
+        inv = {"all": {"hosts": {n: {"ansible_connection": "community.docker.docker"}
+                                 for n in names}}}
+        inventory = workdir / "hosts.yml"
+        inventory.write_text(yaml.safe_dump(inv, sort_keys=False))
+        (workdir / "group_vars").symlink_to(REPO_ROOT / "inventories" / "testbed" / "group_vars")
+        rc, envelope, stderr = cli(workdir, "install", "--inventory", str(inventory))
+        assert rc == ExitCode.OK, f"{envelope}\n{stderr[-3000:]}"
+        yield names, inventory, workdir
+    finally:
+        _docker("rm", "-f", *names, check=False)
+
+
+def cli(workdir: Path, *args: str, timeout: float = 600) -> tuple[int, dict, str]:
+    artifacts = workdir / f"run-{uuid.uuid4().hex[:6]}"
+    proc = subprocess.run([str(FALCO_DEPLOY), *args, "--output", "json",
+                           "--artifacts-dir", str(artifacts)],
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=timeout)
+    envelope = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    return proc.returncode, envelope, proc.stderr
+
+
+def by_host(envelope: dict) -> dict:
+    return {h["host"]: h for h in envelope["hosts"]}
+
+
+def make_set(workdir: Path, name: str, extra: dict[str, str]) -> Path:
+    """The project's rules plus extra files: a set that differs from every other test's."""
+    folder = workdir / f"set-{name}-{uuid.uuid4().hex[:6]}"
+    folder.mkdir()
+    for f in (REPO_ROOT / "rules").glob("*.yaml"):
+        shutil.copy(f, folder / f.name)
+    for fname, text in extra.items():
+        (folder / fname).write_text(text)
+    return folder
+
+
+def set_manifest(folder: Path) -> dict[str, str]:
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(folder.iterdir()) if f.suffix in (".yaml", ".yml")}
+
+
+def live_manifest(host: str) -> dict[str, str]:
+    """name -> sha256 of every file Falco would load from rules.d right now."""
+    out = _sh(host, f"cd {RULES_D}/ && for f in * .[!.]*; do [ -e \"$f\" ] || continue; "
+                    "sha256sum \"$f\"; done")
+    return {name.strip(): digest for digest, name in
+            (line.split(None, 1) for line in out.splitlines() if line.strip())}
+
+
+def active_release(host: str) -> str:
+    return os.path.basename(os.path.dirname(_sh(host, f"readlink {RULES_D}").strip()))
+
+
+def loaded_rules_d(host: str) -> dict[str, str]:
+    """What the running (stand-in) Falco loaded from rules.d: name -> sha256."""
+    state = json.loads(_sh(host, "cat /run/falco/standin-state.json"))
+    return {os.path.basename(f["path"]): f["sha256"] for f in state["rules_files"]
+            if f["path"].startswith(RULES_D + "/")}
+
+
+def settle(host: str, quiet: float = 1.0, timeout: float = 20) -> None:
+    """Wait until Falco's state file stops changing: a watched file changed by an earlier step
+    makes Falco reload by itself ~0.1 s later (watch_config_files)."""
+    deadline = time.monotonic() + timeout
+    last = _sh(host, "cat /run/falco/standin-state.json", check=False)
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = _sh(host, "cat /run/falco/standin-state.json", check=False)
+        if now == last:
+            return
+        last = now
+
+
+def deploy(workdir, inventory, folder, *args):
+    return cli(workdir, "rules", "deploy", "--inventory", str(inventory),
+               "--rules", str(folder), *args)
+
+
+def python_processes(host: str) -> list[str]:
+    """Command lines of the host's python processes (stand-in falco, Ansible modules)."""
+    out = _sh(host, "ps -eo args", check=False)
+    return sorted(line for line in out.splitlines() if "python" in line)
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+@pytest.mark.parametrize("host_side", ["runs on", "killed too"])
+def test_killed_deploy_leaves_old_or_new_release_and_rerun_converges(fleet, host_side):
+    """SIGKILL of ansible-playbook once staging began. `runs on`: the module on the host
+    outlives its controller (docker exec does not stop it). `killed too`: the host-side processes
+    of the run die as well, as when the host loses power mid-run."""
+    names, inventory, workdir = fleet
+    host = names[-1]
+    old_set = make_set(workdir, "kill-old", {"zz_kill_old.yaml": probe_rule("kill-old")})
+    rc, envelope, stderr = deploy(workdir, inventory, old_set, "--limit", host)
+    assert rc == ExitCode.OK, f"{envelope}\n{stderr[-3000:]}"
+    old_release = by_host(envelope)[host]["release"]
+    old = live_manifest(host)
+    assert old == set_manifest(old_set)
+
+    new_set = make_set(workdir, "kill-new", {"zz_kill_new.yaml": probe_rule("kill-new"),
+                                             "zz_kill_more.yaml": probe_rule("kill-more")})
+    new = set_manifest(new_set)
+    before = set(_sh(host, f"ls -A {STATE_DIR}/releases").split())
+    idle = python_processes(host)
+    # Watch from inside the host, so the kill follows the first new entry (the staging folder)
+    # within milliseconds instead of a docker exec round trip.
+    known = " ".join(sorted(before))
+    # `killed too`: SIGKILL, by pid, every process that was not running before the watch began.
+    kill_new = ('for p in $(ps -eo pid=); do case "$idle" in *" $p "*) ;; *) '
+                '[ "$p" != $$ ] && kill -9 "$p" 2>/dev/null;; esac; done; '
+                if host_side == "killed too" else "")
+    watcher = subprocess.Popen(
+        ["docker", "exec", host, "sh", "-c",
+         f'idle=" $(ps -eo pid= | tr "\\n" " ") "; cd {STATE_DIR}/releases; '
+         f"while :; do for d in $(ls -A); do "
+         f"case ' {known} ' in *\" $d \"*) ;; *) {kill_new}echo \"$d\"; exit 0;; esac; done; "
+         "sleep 0.01; done"],
+        stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(FALCO_DEPLOY), "rules", "deploy", "--inventory", str(inventory), "--rules",
+         str(new_set), "--limit", host, "--output", "json", "--artifacts-dir",
+         str(workdir / f"run-kill-{uuid.uuid4().hex[:6]}")],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        staged = watcher.stdout.readline().strip()
+        assert staged, "no new release folder appeared on the host"
+        playbooks = [p for p in _descendants(proc.pid) if "ansible-playbook" in _cmdline(p)]
+        assert playbooks, "ansible-playbook was already gone when staging began"
+        victims = set()
+        for pid in playbooks:
+            victims.add(pid)
+            victims.update(_descendants(pid))
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
+        for pid in victims:  # workers call setsid(), outside the process group
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.communicate(timeout=120)
+    finally:
+        watcher.kill()
+        watcher.wait()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    # The module may go on running on the host after its controller died (docker exec does not
+    # kill what it started); wait until the host runs only what it ran before, then look.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and python_processes(host) != idle:
+        time.sleep(0.2)
+    live = live_manifest(host)
+    assert live in (old, new), f"mixed live set: {live}\nold: {old}\nnew: {new}"
+    # Which one depends on how far the module got before the kill; -rP shows it.
+    print(f"killed after {staged!r} appeared; live set is the {'old' if live == old else 'new'}")
+    # Falco itself never loaded a mix either (give a triggered reload time to finish).
+    time.sleep(1.5)
+    assert loaded_rules_d(host) in (old, new)
+    # The active release's manifest describes exactly the live files.
+    manifest = json.loads(_sh(host, f"cat {RULES_D}/../manifest.json"))
+    assert {f["name"]: f["sha256"] for f in manifest["files"]} == live
+
+    rc, envelope, stderr = deploy(workdir, inventory, new_set, "--limit", host)
+    assert rc == ExitCode.OK, f"{envelope}\n{stderr[-3000:]}"
+    result = by_host(envelope)[host]
+    assert result["verdict"] in ("deployed", "unchanged")
+    assert result["release"] != old_release
+    assert live_manifest(host) == new
+    assert loaded_rules_d(host) == new
+    assert not [d for d in _sh(host, f"ls -A {STATE_DIR}/releases").split()
+                if d.startswith(".staging")], "staging leftovers were not cleaned up"
+    rc, envelope, _ = cli(workdir, "status", "--inventory", str(inventory), "--limit", host)
+    assert rc == ExitCode.OK and by_host(envelope)[host]["drift"] is False
+
+
+def test_serial_rollout_stops_after_the_batch_that_refused(fleet):
+    names, inventory, workdir = fleet
+    first, later = names[0], names[1:]
+    base_set = make_set(workdir, "serial-base", {"zz_serial.yaml": probe_rule("serial")})
+    rc, envelope, stderr = deploy(workdir, inventory, base_set)
+    assert rc == ExitCode.OK, f"{envelope}\n{stderr[-3000:]}"
+    base_release = {h: by_host(envelope)[h]["release"] for h in names}
+    assert len(set(base_release.values())) == 1
+
+    original_local = _sh(first, f"cat {LOCAL_RULES}")
+    subprocess.run(["docker", "exec", "-i", first, "sh", "-c", f"cat > {LOCAL_RULES}"],
+                   input=exception_tuning(["proc.name"], ["fd-site-a"]), text=True, check=True)
+    try:
+        tuned_set = make_set(workdir, "serial-new", {
+            "zz_serial.yaml": probe_rule("serial"),
+            "zz_tuning.yaml": exception_tuning(["proc.name", "proc.pname"],
+                                               ["fd-site-b", "fd-site-parent"])})
+        rc, envelope, stderr = deploy(workdir, inventory, tuned_set, "--serial", "1")
+        results = by_host(envelope)
+        assert rc in (ExitCode.PARTIAL, ExitCode.FAILED), f"{envelope}\n{stderr[-3000:]}"
+        assert results[first]["verdict"] == "refused"
+        assert "Can not append exception fields" in (
+            results[first]["reason"] + json.dumps(results[first]["findings"])), results[first]
+        for host in later:
+            assert results[host]["verdict"] in ("not run", "failed"), results[host]
+        # Every host still runs the previous release, the refusing one included.
+        for host in names:
+            assert active_release(host) == base_release[host], host
+            assert live_manifest(host) == set_manifest(base_set), host
+    finally:
+        subprocess.run(["docker", "exec", "-i", first, "sh", "-c", f"cat > {LOCAL_RULES}"],
+                       input=original_local, text=True, check=True)
+        settle(first)
+
+
+def test_invalid_set_exits_1_and_touches_no_host(fleet):
+    names, inventory, workdir = fleet
+    broken = make_set(workdir, "broken", {
+        "zz_broken.yaml": probe_rule("broken").replace("proc.name = fd-probe-broken",
+                                                       "proc.nosuchfield = x")})
+    snapshot = ("find /etc/falco /var/lib/falco-deploy -printf '%p %y %T@ %s\\n' | sort; "
+                "readlink /etc/falco/rules.d; cat /run/falco/standin-state.json")
+    for host in names:
+        settle(host)
+    before = {h: _sh(h, snapshot) for h in names}
+    artifacts = workdir / "run-broken"
+    proc = subprocess.run([str(FALCO_DEPLOY), "rules", "deploy", "--inventory", str(inventory),
+                           "--rules", str(broken), "--artifacts-dir", str(artifacts)],
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    assert proc.returncode == ExitCode.RULES_INVALID == 1, proc.stdout + proc.stderr
+    assert "zz_broken.yaml: Invalid" in proc.stdout
+    assert "nonexistent field proc.nosuchfield" in proc.stdout
+    assert not artifacts.exists(), "ansible-playbook ran"
+    assert {h: _sh(h, snapshot) for h in names} == before

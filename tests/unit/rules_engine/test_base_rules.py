@@ -1,0 +1,41 @@
+"""The upstream base rules shipped for `rules deploy`'s offline gate are the corpus files."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from falco_deploy.commands import rules_deploy
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_packaged_base_rules_are_the_upstream_files(corpus):
+    rules = corpus / "falcosecurity-rules"
+    assert (rules_deploy.base_rules_file("0.44").read_bytes()
+            == (rules / "main" / "falco_rules.yaml").read_bytes())
+    assert (rules_deploy.base_rules_file("0.40").read_bytes()
+            == (rules / "falco-rules-3.2.0" / "falco_rules.yaml").read_bytes())
+    licence = rules_deploy.base_rules_file("0.44").with_name("LICENSE.falcosecurity-rules")
+    assert "Apache License" in licence.read_text()
+
+
+def test_generator_check_passes_and_notices_a_stale_copy(corpus, tmp_path):
+    spec = importlib.util.spec_from_file_location("gen_rules_catalog",
+                                                  ROOT / "scripts/gen_rules_catalog.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    fields = corpus / "falco-fields"
+    assert gen.main(["--corpus", str(fields), "--check"]) == 0
+    assert gen.main(["--corpus", str(fields), "--out", str(tmp_path)]) == 0
+    (tmp_path / "falco_rules-0.40.yaml").write_bytes(b"- list: x\n  items: []\n")
+    assert gen.main(["--corpus", str(fields), "--out", str(tmp_path), "--check"]) == 1
+
+
+def test_unknown_falco_version_has_no_base():
+    from falco_deploy.errors import FalcoDeployError
+
+    with pytest.raises(FalcoDeployError):
+        rules_deploy.base_rules_file("0.39")

@@ -1,0 +1,272 @@
+"""The falco_verify role's host-side modules: alert-file mark/collect and the scenario runner.
+
+The modules run on hosts without falco_deploy installed, so they carry their own copy of the
+mark and read logic; these tests hold them to the verify core's format and behaviour.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from falco_deploy.verify import alerts as core
+
+LIBRARY = Path(__file__).resolve().parents[3] / "roles" / "falco_verify" / "library"
+RUN_ID = "20261129T190808-3fa9c1"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, LIBRARY / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def alerts_module():
+    return _load("falco_verify_alerts")
+
+
+@pytest.fixture(scope="module")
+def scenarios_module():
+    return _load("falco_verify_scenarios")
+
+
+def _alert(rule: str, container: str, time: str = "2026-11-29T19:08:13.133668249Z",
+           container_id: str = "0123456789ab") -> str:
+    return json.dumps({"time": time, "rule": rule, "priority": "Warning", "source": "syscall",
+                       "hostname": "vm", "output": f"{rule} fired",
+                       "output_fields": {"container.name": container,
+                                         "container.id": container_id}})
+
+
+def _name(scenario: str) -> str:
+    return f"purple-{RUN_ID}-{scenario}"
+
+
+# --- mark ----------------------------------------------------------------------------------
+
+
+def test_mark_is_the_cores_mark(alerts_module, tmp_path, corpus_lines):
+    path = tmp_path / "events.json"
+    path.write_text("\n".join(corpus_lines) + "\n" + '{"partial": ')
+    mark = alerts_module.mark_end(str(path))
+    assert mark == core.mark_end(path).to_dict()
+    assert core.FileMark.from_dict(json.loads(json.dumps(mark))).offset == mark["offset"]
+    assert mark["line_no"] == len(corpus_lines)
+
+
+def test_mark_of_a_missing_file_reads_it_from_the_start(alerts_module, tmp_path):
+    path = tmp_path / "events.json"
+    mark = alerts_module.mark_end(str(path))
+    assert mark == core.FileMark.beginning(path).to_dict()
+    path.write_text(_alert("R", _name("nsenter")) + "\n")
+    lines, _, events = alerts_module.read_since(mark)
+    assert len(lines) == 1 and events == ["appeared"]
+
+
+# --- read and collect ------------------------------------------------------------------------
+
+
+def test_read_since_agrees_with_the_core_across_rotation(alerts_module, tmp_path):
+    path = tmp_path / "events.json"
+    path.write_text(_alert("Old", "other") + "\n")
+    mark = alerts_module.mark_end(str(path))
+    core_mark = core.mark_end(path)
+    with path.open("a") as handle:
+        handle.write(_alert("Before rotate", _name("nsenter")) + "\n")
+    os.rename(path, tmp_path / "events.json.1")  # logrotate's rename
+    path.write_text(_alert("After rotate", _name("nsenter")) + "\n" + '{"rule": "half')
+    lines, new_mark, events = alerts_module.read_since(mark)
+    batch, core_new = core.read_since(core_mark)
+    assert [json.loads(line)["rule"] for line in lines] == ["Before rotate", "After rotate"]
+    assert [a.rule for a in batch.alerts] == ["Before rotate", "After rotate"]
+    assert events == list(batch.events) == ["rotated", "rotated-drained"]
+    assert new_mark == core_new.to_dict()
+
+
+def test_read_since_restarts_after_copytruncate(alerts_module, tmp_path):
+    path = tmp_path / "events.json"
+    path.write_text(_alert("A", "x") + "\n" + _alert("B", "x") + "\n")
+    mark = alerts_module.mark_end(str(path))
+    path.write_text(_alert("C", _name("nsenter")) + "\n")  # truncated, then one new alert
+    lines, _, events = alerts_module.read_since(mark)
+    assert [json.loads(line)["rule"] for line in lines] == ["C"]
+    assert events == ["truncated"]
+
+
+class FakeClock:
+    """Monotonic time that advances only when the collector sleeps; each sleep may append."""
+
+    def __init__(self, path: Path, arrivals: dict[int, list[str]]):
+        self.now = 0.0
+        self.path = path
+        self.arrivals = arrivals
+        self.sleeps = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps += 1
+        self.now += seconds
+        for line in self.arrivals.pop(self.sleeps, []):
+            with self.path.open("a") as handle:
+                handle.write(line + "\n")
+
+
+def test_collect_stops_once_every_expected_rule_arrived(alerts_module, tmp_path):
+    path = tmp_path / "events.json"
+    path.write_text(_alert("Older alert", _name("nsenter")) + "\n")
+    mark = alerts_module.mark_end(str(path))
+    fake = FakeClock(path, {
+        1: [_alert("Setns", _name("nsenter")), _alert("Unrelated", "nginx")],
+        3: [_alert("Shadow", _name("sensitive_file_read")), "not json at all"],
+        9: [_alert("Never read", _name("nsenter"))],
+    })
+    result = alerts_module.collect(
+        mark, RUN_ID, {}, {_name("nsenter"): ["Setns"], _name("sensitive_file_read"): ["Shadow"]},
+        timeout=30, poll_interval=0.5, max_lines=100, clock=fake.clock, sleep=fake.sleep)
+    assert result["complete"] is True
+    assert fake.sleeps == 3  # stopped at the poll after the last expected alert
+    rules = [json.loads(line)["rule"] for line in result["lines"] if line.startswith("{")]
+    assert rules == ["Setns", "Shadow"]  # the older alert is before the mark
+    assert "not json at all" in result["lines"]  # kept, so the report counts it
+    assert result["other_alerts"] == 1
+    assert result["seen"] == {_name("nsenter"): ["Setns"],
+                              _name("sensitive_file_read"): ["Shadow"]}
+
+
+def test_collect_gives_up_after_the_timeout(alerts_module, tmp_path):
+    path = tmp_path / "events.json"
+    mark = alerts_module.mark_end(str(path))  # the file does not even exist (stand-in Falco)
+    fake = FakeClock(path, {})
+    result = alerts_module.collect(mark, RUN_ID, {}, {_name("nsenter"): ["Setns"]},
+                                   timeout=5, poll_interval=0.5, max_lines=100,
+                                   clock=fake.clock, sleep=fake.sleep)
+    assert result["complete"] is False
+    assert result["lines"] == []
+    assert result["file_exists"] is False
+    assert fake.now == pytest.approx(5.0)
+
+
+def test_collect_attributes_unresolved_names_by_container_id(alerts_module, tmp_path):
+    path = tmp_path / "events.json"
+    mark = alerts_module.mark_end(str(path))
+    full_id = "0123456789ab" + "c" * 52
+    fake = FakeClock(path, {1: [_alert("Setns", "<NA>", container_id="0123456789ab")]})
+    result = alerts_module.collect(mark, RUN_ID, {_name("nsenter"): full_id},
+                                   {_name("nsenter"): ["Setns"]}, timeout=5, poll_interval=1,
+                                   max_lines=100, clock=fake.clock, sleep=fake.sleep)
+    assert result["complete"] is True
+    assert len(result["lines"]) == 1
+
+
+def test_collect_with_only_benign_scenarios_waits_the_whole_timeout(alerts_module, tmp_path):
+    path = tmp_path / "events.json"
+    mark = alerts_module.mark_end(str(path))
+    fake = FakeClock(path, {2: [_alert("Shadow", _name("read_etc_hosts"))]})
+    result = alerts_module.collect(mark, RUN_ID, {}, {_name("read_etc_hosts"): []}, timeout=3,
+                                   poll_interval=1, max_lines=100, clock=fake.clock,
+                                   sleep=fake.sleep)
+    assert fake.now == pytest.approx(3.0)
+    assert len(result["lines"]) == 1  # the false positive reaches the matcher
+
+
+def test_collect_caps_the_lines_it_returns(alerts_module, tmp_path):
+    path = tmp_path / "events.json"
+    mark = alerts_module.mark_end(str(path))
+    path.write_text("".join(_alert(f"R{i}", _name("nsenter")) + "\n" for i in range(5)))
+    result = alerts_module.collect(mark, RUN_ID, {}, {_name("nsenter"): ["R4"]}, timeout=0,
+                                   poll_interval=1, max_lines=3)
+    assert len(result["lines"]) == 3
+    assert result["lines_dropped"] == 2
+    assert result["complete"] is True
+
+
+# --- scenario runner -----------------------------------------------------------------------
+
+
+def test_scenario_command_is_a_removable_labelled_container(scenarios_module, tmp_path):
+    name, argv = scenarios_module.scenario_command(
+        RUN_ID, "img:1", {"name": "nsenter", "script": "nsenter -t 1 true",
+                          "docker_args": ["--privileged", "--pid=host"]}, "/tmp/x.cid")
+    assert name == _name("nsenter")
+    assert argv[:3] == ["docker", "run", "--rm"]
+    assert argv[argv.index("--name") + 1] == name
+    assert f"falco-deploy.verify.run={RUN_ID}" in argv
+    # docker_args go before the image; the script is one argument after it.
+    assert argv.index("--privileged") < argv.index("img:1")
+    assert argv[-3:] == ["img:1", "-c", "nsenter -t 1 true"]
+    assert argv[argv.index("--entrypoint") + 1] == "/bin/sh"
+
+
+@pytest.fixture
+def fake_docker(tmp_path, monkeypatch):
+    """A `docker` on PATH that logs its arguments, writes the cidfile of `run`, and exits with
+    $FAKE_DOCKER_RC (run) or 0."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "docker.log"
+    script = bin_dir / "docker"
+    script.write_text(f"""#!/bin/sh
+echo "$*" >> {log}
+case "$1" in
+  version) [ -n "$FAKE_NO_DAEMON" ] && {{ echo "Cannot connect to the Docker daemon" >&2; exit 1; }}
+           echo 20.10.24 ;;
+  image) [ -n "$FAKE_NO_IMAGE" ] && {{ echo "No such image" >&2; exit 1; }}; echo sha256:abc ;;
+  ps) ;;
+  run) while [ "$1" != --cidfile ]; do shift; done
+       rc=${{FAKE_DOCKER_RC:-0}}
+       [ "$rc" = 125 ] && {{ echo "docker: Error response from daemon: boom" >&2; exit 125; }}
+       echo fullcontainerid0123456789 > "$2"; echo "scenario output"; exit "$rc" ;;
+esac
+exit 0
+""")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+def test_probe_reasons(scenarios_module, fake_docker, monkeypatch):
+    assert scenarios_module.probe("img:1")["not_run_reason"] is None
+    monkeypatch.setenv("FAKE_NO_IMAGE", "1")
+    assert scenarios_module.probe("img:1")["not_run_reason"].startswith("image missing: img:1")
+    monkeypatch.setenv("FAKE_NO_DAEMON", "1")
+    reason = scenarios_module.probe("img:1")["not_run_reason"]
+    assert reason.startswith("no docker: the daemon does not answer")
+    assert "Cannot connect" in reason
+
+
+def test_probe_without_docker_cli(scenarios_module, monkeypatch):
+    monkeypatch.setattr(scenarios_module.shutil, "which", lambda _: None)
+    assert scenarios_module.probe("img:1")["not_run_reason"] == (
+        "no docker: the docker CLI is not installed")
+
+
+def test_run_records_the_trigger_and_removes_the_container(scenarios_module, fake_docker,
+                                                            tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_DOCKER_RC", "3")
+    record = scenarios_module.run_one(RUN_ID, "img:1", {"name": "nsenter", "script": "true"},
+                                      10, str(tmp_path), clock_ns=lambda: 1_764_443_293_000_000_000)
+    assert record["trigger_ns"] == 1_764_443_293_000_000_000
+    assert record["container_id"] == "fullcontainerid0123456789"
+    assert record["exit_code"] == 3  # the script's own failure: it ran
+    assert record["not_run_reason"] is None
+    assert "scenario output" in record["output"]
+    assert f"rm -f {_name('nsenter')}" in fake_docker.read_text()
+
+
+def test_run_refused_by_docker_is_not_run(scenarios_module, fake_docker, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_DOCKER_RC", "125")
+    record = scenarios_module.run_one(RUN_ID, "img:1", {"name": "nsenter", "script": "true"},
+                                      10, str(tmp_path))
+    assert record["trigger_ns"] is None
+    assert record["not_run_reason"].startswith("docker run failed: docker: Error response")

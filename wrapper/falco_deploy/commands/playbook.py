@@ -1,0 +1,157 @@
+"""What every Ansible-backed command shares: its options, resolving them, running its playbook
+through the runner, and judging each host (results.EventCollector with the command's profile).
+
+install, rules deploy, rollback and status differ only in the playbook they run, the variables
+they pass and the profile their verdicts use; the CLI draws progress and the summary for all
+four with the same code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from falco_deploy import runner
+from falco_deploy.errors import FalcoDeployError
+from falco_deploy.exitcodes import ExitCode
+from falco_deploy.project import Project, find_project
+from falco_deploy.results import EventCollector, RunResult, profile_for
+
+# ansible-core's words when no inventory source parsed (ansible/inventory/manager.py).
+_INVENTORY_UNPARSED = "No inventory was parsed"
+ProgressCallback = Callable[[dict[str, Any], EventCollector], None]
+
+
+@dataclass
+class PlaybookOptions:
+    inventory: list[str]  # one or more inventory paths, as ansible-playbook -i takes them
+    limit: str | None = None
+    check: bool = False
+    diff: bool = False
+    extra_vars: list[str] = field(default_factory=list)  # ansible-playbook -e values
+    output: str = "text"
+    project_dir: str | None = None
+    artifacts_dir: str | None = None
+    verbosity: int = 0
+
+
+def resolve_inventories(paths: list[str]) -> list[Path]:
+    if not paths:
+        raise FalcoDeployError("no inventory given",
+                               hint="pass --inventory PATH, e.g. inventories/example/hosts.yml")
+    resolved = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.exists():
+            raise FalcoDeployError(
+                f"inventory {raw} does not exist",
+                hint="pass --inventory PATH to an Ansible inventory file or directory, "
+                     "e.g. inventories/example/hosts.yml",
+            )
+        resolved.append(path.resolve())
+    return resolved
+
+
+def resolve_extra_vars(values: list[str], cwd: Path | None = None) -> list[str]:
+    """Make @file references absolute (ansible-playbook runs in the project directory) and check
+    that they exist; other values pass through untouched for ansible to parse."""
+    base = cwd or Path.cwd()
+    out = []
+    for value in values:
+        if value.startswith("@"):
+            path = (base / Path(value[1:]).expanduser()).resolve()
+            if not path.is_file():
+                raise FalcoDeployError(
+                    f"extra-vars file {value[1:]} does not exist",
+                    hint="-e @FILE takes a YAML or JSON file of variables",
+                )
+            out.append(f"@{path}")
+        elif not value.strip():
+            raise FalcoDeployError("empty --extra-vars value",
+                                   hint="use -e key=value, -e @file.yml or -e '{\"k\": 1}'")
+        else:
+            out.append(value)
+    return out
+
+
+def run_playbook_command(command: str, playbook_name: str, options: PlaybookOptions,
+                         on_event: ProgressCallback | None = None, *,
+                         variables: dict[str, Any] | None = None,
+                         project: Project | None = None,
+                         account_for_every_host: bool = False,
+                         validation: dict[str, Any] | None = None) -> RunResult:
+    """Run playbooks/<playbook_name>.yml and turn its events into a RunResult for `command`.
+
+    `variables` go first as one JSON -e value, so an operator's own -e can still override them.
+    `account_for_every_host`: with --serial a failed batch ends the play and the later batches'
+    hosts send no event at all; after a failed run the targeted hosts are listed so those hosts
+    appear as "not run" instead of vanishing from the summary.
+    """
+    inventories = resolve_inventories(options.inventory)
+    extra_vars = resolve_extra_vars(options.extra_vars)
+    if variables:
+        extra_vars.insert(0, json.dumps(variables, sort_keys=True))
+    project = project or find_project(options.project_dir)
+    playbook = project.playbook(playbook_name)
+    profile = profile_for(command)
+    artifacts = runner.artifacts_dir_for(profile.slug, options.artifacts_dir)
+
+    collector = EventCollector(check_mode=options.check, command=command)
+
+    def handle(event: dict[str, Any]) -> None:
+        collector.feed(event)
+        if on_event is not None:
+            on_event(event, collector)
+
+    run = runner.PlaybookRun(
+        project=project,
+        playbook=playbook,
+        inventories=inventories,
+        artifacts_dir=artifacts,
+        limit=options.limit,
+        check=options.check,
+        diff=options.diff,
+        extra_vars=extra_vars,
+        verbosity=options.verbosity,
+    )
+    started = datetime.now(timezone.utc)
+    outcome = runner.run_playbook(run, handle)
+    if outcome.canceled:
+        raise KeyboardInterrupt
+    if account_for_every_host and outcome.rc != 0 and collector.hosts:
+        collector.expect_hosts(
+            runner.list_hosts(run),
+            "not run: an earlier batch failed, so the play stopped before this host")
+    finished = datetime.now(timezone.utc)
+
+    hosts = collector.results()
+    error = None
+    exit_code = None
+    if not hosts:
+        tail = outcome.stdout_tail()
+        exit_code = ExitCode.FAILED
+        if outcome.rc != 0 and _INVENTORY_UNPARSED in tail:
+            # runner.build_env makes an unparsable inventory fatal; it is a usage error.
+            error = "ansible could not parse the inventory:\n" + tail
+            exit_code = ExitCode.USAGE
+        elif collector.no_hosts_matched or outcome.rc == 0:
+            error = "no host matched the inventory" + (
+                f" and --limit {options.limit}" if options.limit else "")
+        else:
+            error = f"ansible-playbook ended with rc {outcome.rc} before any host ran" + (
+                f":\n{tail}" if tail else "")
+    return RunResult(
+        command=command,
+        hosts=hosts,
+        artifacts_dir=str(artifacts),
+        check_mode=options.check,
+        started=started,
+        finished=finished,
+        error=error,
+        exit_code=exit_code,
+        validation=validation,
+    )
