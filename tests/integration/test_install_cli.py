@@ -79,6 +79,10 @@ def test_check_mode_changes_nothing_on_a_fresh_host(hosts, tmp_path):
     assert rc == ExitCode.OK, envelope
     assert envelope["check_mode"] is True
     assert result["verdict"] == "would change" and result["changed"] > 0
+    # It says what it would do, including what --check cannot simulate (the package install).
+    assert "Write the repository keyring" in result["planned"]
+    assert any(step.startswith("Would ") and "install falco 0.44.0" in step
+               for step in result["planned"]), result["planned"]
     # Nothing was written: no package, no key, no repository, no Falco config.
     probe = _docker("exec", good, "sh", "-c",
                     "dpkg -s falco >/dev/null 2>&1 && echo pkg; "

@@ -99,6 +99,7 @@ def test_values_of_a_partial_run():
         "host": "h3", "verdict": "skipped", "reason": "BTF: /sys/kernel/btf/vmlinux missing",
         "findings": [], "falco_version": None, "driver": None, "service": None, "changed": 0,
         "tasks": {"ok": 3, "changed": 0, "failed": 0, "skipped": 0, "ignored": 0},
+        "planned": [],
     }
 
 

@@ -65,6 +65,12 @@ def test_summary_in_check_mode_says_nothing_changed():
     assert "--check: nothing was changed" in text
     assert "would change" in rows(text)["a"]
     assert "Exit status: ok (0)" in text
+    assert "Would change:" in text and "a: Add repo" in text
+
+
+def test_summary_outside_check_mode_lists_no_plan():
+    text = summary_text(run_result([ok("a", "Add repo", changed=True), report("a")]))
+    assert "Would change:" not in text
 
 
 def test_summary_of_run_without_hosts_shows_error():

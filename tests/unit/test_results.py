@@ -69,6 +69,19 @@ def test_changes_in_check_mode_mean_would_change():
     assert collect(events, check_mode=False)["a"].verdict is Verdict.INSTALLED
 
 
+def test_check_mode_lists_what_would_change():
+    events = [ok("a", "Write the repository keyring", changed=True),
+              ok("a", "Report the planned installation",
+                 msg="Would configure file:/mnt/falco-repo and install falco 0.44.0\nmore"),
+              ok("a", "Show a note", msg="Nothing to say"),
+              ok("a", "Read the engine kind"),
+              report("a")]
+    result = collect(events, check_mode=True)["a"]
+    assert result.planned == ["Write the repository keyring",
+                              "Would configure file:/mnt/falco-repo and install falco 0.44.0"]
+    assert result.to_dict()["planned"] == result.planned
+
+
 def test_no_change_is_unchanged_even_in_check_mode():
     events = [ok("a", "Install package"), report("a")]
     assert collect(events, check_mode=True)["a"].verdict is Verdict.UNCHANGED

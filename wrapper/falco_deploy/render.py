@@ -222,6 +222,12 @@ def render_summary(result: RunResult, console: Console) -> None:
         console.print("Findings:", style="bold")
         for host, finding in findings:
             _line(console, f"  {host}: {finding}")
+    if result.check_mode:
+        planned = [(h.host, step) for h in result.hosts for step in h.planned]
+        if planned:
+            console.print("Would change:", style="bold")
+            for host, step in planned:
+                _line(console, f"  {host}: {step}")
     drifted = [(h.host, f) for h in result.hosts if h.drift for f in h.drift_files]
     if drifted:
         console.print("Drifted files:", style="bold")

@@ -112,6 +112,8 @@ class HostResult:
     driver: str | None = None
     service: str | None = None
     tasks: TaskCounts = field(default_factory=TaskCounts)
+    # What changed (or, under --check, would change): see HostState.planned.
+    planned: list[str] = field(default_factory=list)
     # The profile's report_keys as the host reported them (None: not reported); install has none.
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -151,6 +153,7 @@ class HostResult:
             "service": self.service,
             "changed": self.changed,
             "tasks": self.tasks.to_dict(),
+            "planned": list(self.planned),
         }
         out.update(self.details)
         return out
@@ -262,6 +265,10 @@ class HostState:
     failure: str = ""  # "<task>: <msg>" of the last failure that was not ignored
     unreachable: str = ""
     report: dict[str, Any] | None = None
+    # Names of the tasks that changed something, plus the roles' own plan messages: a step that
+    # --check cannot simulate (e.g. installing from a repository not configured yet) is announced
+    # by a debug task whose message starts with "Would ". Together: what a --check run would do.
+    planned: list[str] = field(default_factory=list)
 
     @property
     def state(self) -> str:
@@ -335,6 +342,9 @@ class EventCollector:
             host.counts.ok += 1
             if res.get("changed"):
                 host.counts.changed += 1
+                host.planned.append(task)
+            elif isinstance(res.get("msg"), str) and res["msg"].startswith("Would "):
+                host.planned.append(_first_line(res["msg"]))
             report = res.get(self.result_var)
             if isinstance(report, dict):
                 host.report = report
@@ -381,6 +391,7 @@ class EventCollector:
             driver=report.get("driver") or None,
             service=report.get("service") or None,
             tasks=host.counts,
+            planned=list(host.planned),
             details=details,
         )
         status = report.get("status")

@@ -132,18 +132,7 @@ def run_playbook_command(command: str, playbook_name: str, options: PlaybookOpti
     error = None
     exit_code = None
     if not hosts:
-        tail = outcome.stdout_tail()
-        exit_code = ExitCode.FAILED
-        if outcome.rc != 0 and _INVENTORY_UNPARSED in tail:
-            # runner.build_env makes an unparsable inventory fatal; it is a usage error.
-            error = "ansible could not parse the inventory:\n" + tail
-            exit_code = ExitCode.USAGE
-        elif collector.no_hosts_matched or outcome.rc == 0:
-            error = "no host matched the inventory" + (
-                f" and --limit {options.limit}" if options.limit else "")
-        else:
-            error = f"ansible-playbook ended with rc {outcome.rc} before any host ran" + (
-                f":\n{tail}" if tail else "")
+        error, exit_code = why_no_host_ran(outcome, collector, options.limit)
     return RunResult(
         command=command,
         hosts=hosts,
@@ -155,3 +144,16 @@ def run_playbook_command(command: str, playbook_name: str, options: PlaybookOpti
         exit_code=exit_code,
         validation=validation,
     )
+
+
+def why_no_host_ran(outcome, collector, limit: str | None) -> tuple[str, ExitCode]:
+    """The error and exit code of a run in which no host produced a result."""
+    tail = outcome.stdout_tail()
+    if outcome.rc != 0 and _INVENTORY_UNPARSED in tail:
+        # runner.build_env makes an unparsable inventory fatal; it is a usage error.
+        return "ansible could not parse the inventory:\n" + tail, ExitCode.USAGE
+    if collector.no_hosts_matched or outcome.rc == 0:
+        return ("no host matched the inventory" + (f" and --limit {limit}" if limit else ""),
+                ExitCode.FAILED)
+    return (f"ansible-playbook ended with rc {outcome.rc} before any host ran"
+            + (f":\n{tail}" if tail else "")), ExitCode.FAILED

@@ -17,7 +17,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from falco_deploy import __version__, runner
-from falco_deploy.commands.playbook import resolve_extra_vars, resolve_inventories
+from falco_deploy.commands.playbook import (
+    resolve_extra_vars,
+    resolve_inventories,
+    why_no_host_ran,
+)
 from falco_deploy.errors import FalcoDeployError
 from falco_deploy.exitcodes import ExitCode
 from falco_deploy.project import find_project
@@ -40,7 +44,6 @@ COMMAND = "verify"
 SCHEMA = "falco-deploy.verify/v1"
 RESULT_VAR = "falco_deploy_result"
 # ansible-core's words when no inventory source parsed (ansible/inventory/manager.py).
-_INVENTORY_UNPARSED = "No inventory was parsed"
 ProgressCallback = Callable[[dict[str, Any], EventCollector], None]
 
 
@@ -277,17 +280,7 @@ def run(options: VerifyOptions, on_event: ProgressCallback | None = None) -> Ver
     error = None
     exit_code = exit_code_for(result)
     if not result.hosts:
-        tail = outcome.stdout_tail()
-        exit_code = ExitCode.FAILED
-        if outcome.rc != 0 and _INVENTORY_UNPARSED in tail:
-            error = "ansible could not parse the inventory:\n" + tail
-            exit_code = ExitCode.USAGE
-        elif collector.no_hosts_matched or outcome.rc == 0:
-            error = "no host matched the inventory" + (
-                f" and --limit {options.limit}" if options.limit else "")
-        else:
-            error = f"ansible-playbook ended with rc {outcome.rc} before any host ran" + (
-                f":\n{tail}" if tail else "")
+        error, exit_code = why_no_host_ran(outcome, collector, options.limit)
     junit_path = None
     if options.junit:
         junit_path = str(write_junit(result, options.junit))

@@ -1,0 +1,52 @@
+"""Local systemd test hosts for the benchmarks: boot, inventory, removal.
+
+Needs what the integration tests need (scripts/setup: Docker, the test-host image, the stand-in
+repository). Hosts are reached over `docker exec`; nothing leaves this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGE = os.environ.get("FALCO_DEPLOY_TESTHOST_IMAGE", "falco-deploy-testhost:bookworm")
+TESTBED = Path(os.environ.get("FALCO_DEPLOY_TESTBED", "/var/lib/falco-deploy-testbed"))
+# This checkout's wrapper, run by this interpreter (whose environment must hold ansible).
+FALCO_DEPLOY = [sys.executable, "-m", "falco_deploy"]
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    p for p in (str(ROOT / "wrapper"), os.environ.get("PYTHONPATH", "")) if p)}
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True)
+
+
+def boot(names: list[str]) -> None:
+    for name in names:
+        docker("run", "-d", "--name", name, "--hostname", name, "--privileged",
+               "--cgroupns=private", "--tmpfs", "/run", "--tmpfs", "/tmp",
+               "-v", f"{TESTBED}/standin/repo:/mnt/falco-repo:ro", IMAGE, "/lib/systemd/systemd")
+    for name in names:
+        docker("exec", name, "timeout", "60", "systemctl", "is-system-running", "--wait",
+               check=False)
+
+
+def host_states(names: list[str]) -> str:
+    """docker's view of hosts that are not running (why a run lost them)."""
+    out = docker("inspect", "-f", "{{.Name}} {{.State.Status}} exit={{.State.ExitCode}} "
+                 "oom={{.State.OOMKilled}} {{.State.Error}}", *names, check=False)
+    return "\n".join(line for line in (out.stdout + out.stderr).splitlines()
+                     if " running " not in line + " ")
+
+
+def write_inventory(workdir: Path, names: list[str]) -> Path:
+    """These hosts, with the test bed's settings (stand-in repository, pinned key)."""
+    lines = ["all:", "  hosts:"]
+    lines += [f"    {n}:\n      ansible_connection: community.docker.docker" for n in names]
+    path = workdir / "hosts.yml"
+    path.write_text("\n".join(lines) + "\n")
+    (workdir / "group_vars").symlink_to(ROOT / "inventories" / "testbed" / "group_vars")
+    return path
