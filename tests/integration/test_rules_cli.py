@@ -329,3 +329,34 @@ def test_invalid_set_exits_1_and_touches_no_host(fleet):
     assert "nonexistent field proc.nosuchfield" in proc.stdout
     assert not artifacts.exists(), "ansible-playbook ran"
     assert {h: _sh(h, snapshot) for h in names} == before
+
+
+def test_rollback_with_package_version_installs_that_falco_first(fleet):
+    names, inventory, workdir = fleet
+    host = names[-1]
+    first = make_set(workdir, "pkg-a", {"zz_pkg.yaml": probe_rule("pkga")})
+    second = make_set(workdir, "pkg-b", {"zz_pkg.yaml": probe_rule("pkgb")})
+    rc, envelope, stderr = deploy(workdir, inventory, first, "--limit", host)
+    assert rc == ExitCode.OK, f"{envelope}\n{stderr[-3000:]}"
+    release_first = by_host(envelope)[host]["release"]
+    rc, envelope, stderr = deploy(workdir, inventory, second, "--limit", host)
+    assert rc == ExitCode.OK, f"{envelope}\n{stderr[-3000:]}"
+    assert by_host(envelope)[host]["release"] != release_first
+    try:
+        rc, envelope, stderr = cli(workdir, "rollback", "--inventory", str(inventory),
+                                   "--limit", host, "--steps", "1",
+                                   "--package-version", "0.43.0")
+        assert rc == ExitCode.OK, f"{envelope}\n{stderr[-3000:]}"
+        assert by_host(envelope)[host]["release"] == release_first
+        assert _sh(host, "dpkg-query -W -f '${Version}' falco").strip() == "0.43.0"
+        # The downgrade's postinst stopped and disabled Falco; it runs again, on the old rules.
+        assert _sh(host, "systemctl is-active falco-modern-bpf.service").strip() == "active"
+        assert active_release(host) == release_first
+        assert live_manifest(host) == set_manifest(first)
+        settle(host)
+        assert loaded_rules_d(host) == set_manifest(first)
+    finally:
+        # Back to the pinned version for whatever runs after this test.
+        rc, envelope, stderr = cli(workdir, "install", "--inventory", str(inventory),
+                                   "--limit", host)
+        assert rc == ExitCode.OK, f"{envelope}\n{stderr[-3000:]}"
