@@ -16,47 +16,17 @@ Usage: bench_install.py [--hosts 1,5,10,20]
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
-from testhosts import ENV, FALCO_DEPLOY, ROOT, boot, docker, host_states, write_inventory
-
-
-def install(inventory: Path, workdir: Path) -> tuple[float, dict]:
-    artifacts = workdir / f"run-{uuid.uuid4().hex[:6]}"
-    t0 = time.monotonic()
-    proc = subprocess.run([*FALCO_DEPLOY, "install", "--inventory", str(inventory),
-                           "--output", "json", "--artifacts-dir", str(artifacts)],
-                          capture_output=True, text=True, cwd=ROOT, env=ENV)
-    elapsed = time.monotonic() - t0
-    doc = json.loads(proc.stdout) if proc.stdout.strip() else {}
-    if proc.returncode != 0:
-        bad = [f"{h['host']}: {h['verdict']}: {h['reason']}" for h in doc.get("hosts", [])
-               if h["verdict"] not in ("installed", "unchanged")]
-        raise RuntimeError(f"install exited {proc.returncode}:\n" + "\n".join(bad)
-                           + f"\n{proc.stderr[-1500:]}")
-    return elapsed, doc
+from testhosts import boot, docker, host_counts, host_states, install, write_inventory
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--hosts", default="1,5,10,20",
-                    help="comma-separated host counts (default 1,5,10,20)")
-    args = ap.parse_args(argv)
-    counts = sorted({int(n) for n in args.hosts.split(",") if n.strip()})
-    if not counts or counts[0] < 1:
-        ap.error("--hosts takes positive integers, e.g. 1,5")
-
-    # Ctrl-C and SIGTERM both end in the finally below, which removes the containers.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    counts = host_counts(__doc__, argv)
     rows = []
     names: list[str] = []
     workdir = Path(tempfile.mkdtemp(prefix="fd-bench-install-"))

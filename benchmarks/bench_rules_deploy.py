@@ -24,12 +24,10 @@ Usage: bench_rules_deploy.py [--hosts 1,5,10,20] [--keep-going]
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -43,7 +41,9 @@ from testhosts import (
     ROOT,
     boot,
     docker,
+    host_counts,
     host_states,
+    install,
     write_inventory,
 )
 
@@ -149,16 +149,7 @@ def plain_push(inventory: Path, limit: str, rules: Path, release: str,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--hosts", default="1,5,10,20",
-                    help="comma-separated host counts (default 1,5,10,20)")
-    args = ap.parse_args(argv)
-    counts = sorted({int(n) for n in args.hosts.split(",") if n.strip()})
-    if not counts or counts[0] < 1:
-        ap.error("--hosts takes positive integers, e.g. 1,5")
-
-    # Ctrl-C and SIGTERM both end in the finally below, which removes the containers.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    counts = host_counts(__doc__, argv)
     suffix = uuid.uuid4().hex[:6]
     names = [f"fd-bench-{suffix}-{i:02d}" for i in range(1, counts[-1] + 1)]
     workdir = Path(tempfile.mkdtemp(prefix="fd-bench-"))
@@ -168,18 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         boot(names)
         inventory = write_inventory(workdir, names)
         print("installing Falco once with falco-deploy install ...", file=sys.stderr)
-        t0 = time.monotonic()
-        proc = subprocess.run([*FALCO_DEPLOY, "install", "--inventory", str(inventory),
-                               "--output", "json", "--artifacts-dir",
-                               str(workdir / "run-install")],
-                              capture_output=True, text=True, cwd=ROOT, env=ENV)
-        if proc.returncode != 0:
-            doc = json.loads(proc.stdout) if proc.stdout.strip() else {}
-            bad = [f"{h['host']}: {h['verdict']}: {h['reason']}" for h in doc.get("hosts", [])
-                   if h["verdict"] not in ("installed", "unchanged")]
-            raise RuntimeError(f"install exited {proc.returncode}:\n" + "\n".join(bad)
-                               + f"\n{host_states(names)}\n{proc.stderr[-1500:]}")
-        print(f"  install: {time.monotonic() - t0:.1f} s", file=sys.stderr)
+        try:
+            elapsed, _ = install(inventory, workdir)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n{host_states(names)}") from None
+        print(f"  install: {elapsed:.1f} s", file=sys.stderr)
         playbook = workdir / "plain_push.yml"
         playbook.write_text(PLAIN_PUSH)
 

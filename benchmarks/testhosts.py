@@ -6,9 +6,14 @@ repository). Hosts are reached over `docker exec`; nothing leaves this machine.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,3 +55,34 @@ def write_inventory(workdir: Path, names: list[str]) -> Path:
     path.write_text("\n".join(lines) + "\n")
     (workdir / "group_vars").symlink_to(ROOT / "inventories" / "testbed" / "group_vars")
     return path
+
+
+def host_counts(doc: str, argv: list[str] | None) -> list[int]:
+    """--hosts 1,5,10,20 parsed; Ctrl-C and SIGTERM both raise KeyboardInterrupt, so a
+    benchmark's `finally` removes its containers."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--hosts", default="1,5,10,20",
+                    help="comma-separated host counts (default 1,5,10,20)")
+    args = ap.parse_args(argv)
+    counts = sorted({int(n) for n in args.hosts.split(",") if n.strip()})
+    if not counts or counts[0] < 1:
+        ap.error("--hosts takes positive integers, e.g. 1,5")
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    return counts
+
+
+def install(inventory: Path, workdir: Path) -> tuple[float, dict]:
+    """`falco-deploy install` on the inventory: wall time and its JSON envelope."""
+    artifacts = workdir / f"run-install-{uuid.uuid4().hex[:6]}"
+    t0 = time.monotonic()
+    proc = subprocess.run([*FALCO_DEPLOY, "install", "--inventory", str(inventory),
+                           "--output", "json", "--artifacts-dir", str(artifacts)],
+                          capture_output=True, text=True, cwd=ROOT, env=ENV)
+    elapsed = time.monotonic() - t0
+    doc = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    if proc.returncode != 0:
+        bad = [f"{h['host']}: {h['verdict']}: {h['reason']}" for h in doc.get("hosts", [])
+               if h["verdict"] not in ("installed", "unchanged")]
+        raise RuntimeError(f"install exited {proc.returncode}:\n" + "\n".join(bad)
+                           + f"\n{proc.stderr[-1500:]}")
+    return elapsed, doc

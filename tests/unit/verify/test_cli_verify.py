@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import yaml
 from click.testing import CliRunner
+from corpus_run import CORPUS_CONTAINERS, RUN_ID, TRIGGERS
 
 from falco_deploy import runner as runner_mod
 from falco_deploy.cli import cli
@@ -16,24 +17,6 @@ from falco_deploy.commands import verify as verify_cmd
 from falco_deploy.exitcodes import ExitCode
 from falco_deploy.verify.scenarios import Catalogue
 
-# The corpus run (conftest.CorpusRun): its run id, container names and trigger instants.
-RUN_ID = "20261129T190808-17793"
-CORPUS_CONTAINERS = {
-    "release_agent": "01_release_agent",
-    "nsenter": "02_setns_nsenter",
-    "privileged_mount": "03_privileged_mount",
-    "docker_sock": "04_docker_sock",
-    "reverse_shell": "05_reverse_shell",
-    "sensitive_file_read": "06_sensitive_read",
-}
-TRIGGERS = {
-    "release_agent": "2026-11-29T19:08:12.500000000Z",
-    "nsenter": "2026-11-29T19:08:15.000000000Z",
-    "privileged_mount": "2026-11-29T19:08:17.750000000Z",
-    "docker_sock": "2026-11-29T19:08:20.250000000Z",
-    "reverse_shell": "2026-11-29T19:08:23.000000000Z",
-    "sensitive_file_read": "2026-11-29T19:08:26.000000000Z",
-}
 SCRIPT = {"docker_args": ["--privileged"], "script": "true"}
 
 
