@@ -159,6 +159,18 @@ def test_missing_inventory_is_usage_error_with_hint(monkeypatch, project, state,
     assert fake.calls == []
 
 
+def test_usage_error_still_prints_the_json_envelope(monkeypatch, project, state, tmp_path):
+    result = invoke(monkeypatch, FakeRunner([]), "-i", str(tmp_path / "nope.yml"),
+                    "--project-dir", str(project), "--output", "json")
+    assert result.exit_code == ExitCode.USAGE
+    doc = json.loads(result.stdout)
+    assert doc["schema"] == "falco-deploy.result/v1"
+    assert doc["command"] == "install"
+    assert doc["exit_code"] == ExitCode.USAGE and doc["exit_status"] == "usage"
+    assert doc["hosts"] == [] and "does not exist" in doc["error"]
+    assert "Error:" in result.stderr
+
+
 def test_inventory_is_required(monkeypatch, project, state):
     result = invoke(monkeypatch, FakeRunner([]), "--project-dir", str(project))
     assert result.exit_code == ExitCode.USAGE

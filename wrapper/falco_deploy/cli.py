@@ -154,13 +154,33 @@ def _run_and_render(ctx: click.Context, run: Callable[..., Any], options: Any) -
 
     as_json = options.output == "json"
     progress_console = render.make_console(sys.stderr if as_json else sys.stdout)
-    with render.Progress(progress_console, verbosity=options.verbosity) as progress:
-        result = run(options, on_event=progress)
+    try:
+        with render.Progress(progress_console, verbosity=options.verbosity) as progress:
+            result = run(options, on_event=progress)
+    except FalcoDeployError as exc:
+        if as_json:
+            # Whatever parses --output json gets the envelope for usage and environment errors
+            # too; the message and hint still go to stderr (the group's error handling).
+            render.render_json(_error_result(ctx, options, exc), sys.stdout)
+        raise
     if as_json:
         render.render_json(result, sys.stdout)
     else:
         render.render_summary(result, progress_console)
     ctx.exit(int(result.exit_code or 0))
+
+
+def _error_result(ctx: click.Context, options: Any, exc: FalcoDeployError) -> Any:
+    """The result of a run that stopped before any host ran: no hosts, the error, its code."""
+    from datetime import datetime, timezone
+
+    from falco_deploy.results import RunResult
+
+    now = datetime.now(timezone.utc)
+    error = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
+    return RunResult(command=ctx.command_path.split(" ", 1)[-1], hosts=[], artifacts_dir="",
+                     check_mode=bool(getattr(options, "check", False)), started=now,
+                     finished=now, error=error, exit_code=exc.exit_code)
 
 
 def _lazy(module: str) -> Any:
