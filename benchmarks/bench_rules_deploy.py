@@ -12,14 +12,16 @@ here, Falco installed once with `falco-deploy install`), it times in the same ru
   is skipped).
 
 and prints wall times, the ratio falco-deploy / plain push, no-op / first run, and the changed
-counts. The plain push switches its own symlink (/etc/falco/rules.bench.d), which Falco does not
-load, so the two never fight over /etc/falco/rules.d; its reload costs what ours costs.
+counts. Each N is measured --repeat times (default 3, each with a new rules set); the table
+shows the medians, the ratios are those of the medians. The plain push switches its own symlink
+(/etc/falco/rules.bench.d), which Falco does not load, so the two never fight over
+/etc/falco/rules.d; its reload costs what ours costs.
 
 Targets (issue "Rules lifecycle"): ratio <= 1.0 at N = 20, no-op <= 0.6 x first run, 0 changed.
 Containers are removed at the end, also on Ctrl-C. Needs what the integration tests need
 (scripts/setup: Docker, the test-host image, the stand-in repository).
 
-Usage: bench_rules_deploy.py [--hosts 1,5,10,20] [--keep-going]
+Usage: bench_rules_deploy.py [--hosts 1,5,10,20] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -149,7 +152,7 @@ def plain_push(inventory: Path, limit: str, rules: Path, release: str,
 
 
 def main(argv: list[str] | None = None) -> int:
-    counts = host_counts(__doc__, argv)
+    counts, repeat = host_counts(__doc__, argv, repeat=True)
     suffix = uuid.uuid4().hex[:6]
     names = [f"fd-bench-{suffix}-{i:02d}" for i in range(1, counts[-1] + 1)]
     workdir = Path(tempfile.mkdtemp(prefix="fd-bench-"))
@@ -169,25 +172,36 @@ def main(argv: list[str] | None = None) -> int:
 
         for n in counts:
             limit = ",".join(names[:n])
-            rules = make_set(workdir, f"n{n}-{uuid.uuid4().hex[:6]}")
-            print(f"N={n}: falco-deploy rules deploy ...", file=sys.stderr)
-            fd_first, doc1 = falco_deploy(inventory, limit, rules, workdir)
-            fd_noop, doc2 = falco_deploy(inventory, limit, rules, workdir)
-            print(f"N={n}: plain push ...", file=sys.stderr)
-            release = f"bench-{uuid.uuid4().hex[:8]}"
-            plain_first, plain_changed1 = plain_push(inventory, limit, rules, release, playbook)
-            plain_noop, plain_changed2 = plain_push(inventory, limit, rules, release, playbook)
-            verdicts1 = sorted({h["verdict"] for h in doc1["hosts"]})
-            verdicts2 = sorted({h["verdict"] for h in doc2["hosts"]})
-            rows.append({
-                "n": n, "fd_first": fd_first, "fd_noop": fd_noop,
-                "plain_first": plain_first, "plain_noop": plain_noop,
-                "fd_changed": (doc1["summary"]["changed_tasks"], doc2["summary"]["changed_tasks"]),
-                "plain_changed": (plain_changed1, plain_changed2),
-                "verdicts": (verdicts1, verdicts2),
-            })
-            print(f"  fd {fd_first:.2f}/{fd_noop:.2f} s {verdicts1}/{verdicts2}, plain "
-                  f"{plain_first:.2f}/{plain_noop:.2f} s", file=sys.stderr)
+            samples = []
+            for round_no in range(1, repeat + 1):
+                rules = make_set(workdir, f"n{n}-{uuid.uuid4().hex[:6]}")
+                print(f"N={n} ({round_no}/{repeat}): falco-deploy rules deploy ...",
+                      file=sys.stderr)
+                fd_first, doc1 = falco_deploy(inventory, limit, rules, workdir)
+                fd_noop, doc2 = falco_deploy(inventory, limit, rules, workdir)
+                print(f"N={n} ({round_no}/{repeat}): plain push ...", file=sys.stderr)
+                release = f"bench-{uuid.uuid4().hex[:8]}"
+                plain_first, plain_changed1 = plain_push(inventory, limit, rules, release,
+                                                         playbook)
+                plain_noop, plain_changed2 = plain_push(inventory, limit, rules, release,
+                                                        playbook)
+                verdicts1 = sorted({h["verdict"] for h in doc1["hosts"]})
+                verdicts2 = sorted({h["verdict"] for h in doc2["hosts"]})
+                samples.append({
+                    "fd_first": fd_first, "fd_noop": fd_noop,
+                    "plain_first": plain_first, "plain_noop": plain_noop,
+                    "fd_changed": (doc1["summary"]["changed_tasks"],
+                                   doc2["summary"]["changed_tasks"]),
+                    "plain_changed": (plain_changed1, plain_changed2),
+                })
+                print(f"  fd {fd_first:.2f}/{fd_noop:.2f} s {verdicts1}/{verdicts2}, plain "
+                      f"{plain_first:.2f}/{plain_noop:.2f} s", file=sys.stderr)
+            row = {key: statistics.median(s[key] for s in samples)
+                   for key in ("fd_first", "fd_noop", "plain_first", "plain_noop")}
+            # Changed counts: the largest seen, so one no-op that changed something shows.
+            for key in ("fd_changed", "plain_changed"):
+                row[key] = (max(s[key][0] for s in samples), max(s[key][1] for s in samples))
+            rows.append({"n": n, **row})
     except KeyboardInterrupt:
         print("\ninterrupted; removing the test hosts", file=sys.stderr)
         return 130
@@ -216,7 +230,8 @@ def print_table(rows: list[dict]) -> None:
               f"{r['fd_noop'] / r['fd_first']:>11.2f}  "
               f"{'{} / {}'.format(*r['fd_changed']):>10}  "
               f"{'{} / {}'.format(*r['plain_changed']):>13}")
-    print("(changed: first run / no-op run, tasks summed over hosts; fd/plain: first runs)")
+    print("(medians of the repeats; changed: first run / no-op run, tasks summed over hosts, the "
+          "largest of the repeats; fd/plain: first runs)")
 
 
 if __name__ == "__main__":

@@ -57,18 +57,24 @@ def write_inventory(workdir: Path, names: list[str]) -> Path:
     return path
 
 
-def host_counts(doc: str, argv: list[str] | None) -> list[int]:
-    """--hosts 1,5,10,20 parsed; Ctrl-C and SIGTERM both raise KeyboardInterrupt, so a
-    benchmark's `finally` removes its containers."""
+def host_counts(doc: str, argv: list[str] | None, repeat: bool = False):
+    """--hosts 1,5,10,20 parsed (and --repeat K when `repeat`: then (counts, K) is returned);
+    Ctrl-C and SIGTERM both raise KeyboardInterrupt, so a benchmark's `finally` removes its
+    containers."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--hosts", default="1,5,10,20",
                     help="comma-separated host counts (default 1,5,10,20)")
+    if repeat:
+        ap.add_argument("--repeat", type=int, default=3,
+                        help="measurements per N; the table shows their medians (default 3)")
     args = ap.parse_args(argv)
     counts = sorted({int(n) for n in args.hosts.split(",") if n.strip()})
     if not counts or counts[0] < 1:
         ap.error("--hosts takes positive integers, e.g. 1,5")
+    if repeat and args.repeat < 1:
+        ap.error("--repeat takes a positive integer")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    return counts
+    return (counts, args.repeat) if repeat else counts
 
 
 def install(inventory: Path, workdir: Path) -> tuple[float, dict]:

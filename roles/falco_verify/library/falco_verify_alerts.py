@@ -109,7 +109,7 @@ def beginning(path):
 def mark_end(path):
     """End of the last complete line now in the file; a missing file marks its beginning."""
     try:
-        handle = open(path, "rb")
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the `with` below
     except FileNotFoundError:
         return beginning(path)
     with handle:
@@ -162,7 +162,7 @@ def read_since(mark):
     """
     path = mark["path"]
     try:
-        handle = open(path, "rb")
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the `with` below
     except FileNotFoundError:
         return [], mark, ["missing"]
     chunks, events = [], []

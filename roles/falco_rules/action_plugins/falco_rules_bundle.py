@@ -1,0 +1,148 @@
+# Copyright: falco-deploy contributors
+# Apache License 2.0 (see LICENSE)
+"""falco_rules_bundle: build a rules release (files, manifest, source commit) on the control node.
+
+The sources are local files, so this runs in the controller's process: no module, no
+connection, nothing to ship (documentation: library/falco_rules_bundle.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.util
+import os
+import re
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+HOST_CODE = Path(__file__).resolve().parent.parent / "module_utils" / "falco_rules_host.py"
+
+
+def manifest_hash(files) -> str:
+    """The hash the host checks a release against (module_utils/falco_rules_host.py)."""
+    spec = importlib.util.spec_from_file_location("falco_rules_host", HOST_CODE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.manifest_hash(files)
+
+
+EXTENSIONS = (".yaml", ".yml")
+
+
+def git_commit(paths: list[str]) -> str:
+    """HEAD of the work tree holding the first source, with `-dirty` when it has changes."""
+    for path in paths:
+        folder = path if os.path.isdir(path) else os.path.dirname(path) or "."
+        try:
+            head = subprocess.run(["git", "-C", folder, "rev-parse", "HEAD"], capture_output=True,
+                                  text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        if head.returncode != 0:
+            continue
+        status = subprocess.run(["git", "-C", folder, "status", "--porcelain", "--", "."],
+                                capture_output=True, text=True, timeout=20)
+        dirty = "-dirty" if status.returncode == 0 and status.stdout.strip() else ""
+        return head.stdout.strip() + dirty
+    return ""
+
+
+def project_version(project_dir: str) -> str:
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            return version("falco-deploy")
+        except PackageNotFoundError:
+            pass
+    except ImportError:
+        pass
+    # A source checkout: a static version, or the file hatch reads it from ([tool.hatch.version]).
+    try:
+        with open(os.path.join(project_dir, "pyproject.toml"), encoding="utf-8") as handle:
+            pyproject = handle.read()
+    except OSError:
+        return ""
+    match = re.search(r'^version\s*=\s*"([^"]+)"', pyproject, re.M)
+    if match:
+        return match.group(1)
+    match = re.search(r'^\[tool\.hatch\.version\][^\[]*?^path\s*=\s*"([^"]+)"', pyproject,
+                      re.M | re.S)
+    if not match:
+        return ""
+    try:
+        with open(os.path.join(project_dir, match.group(1)), encoding="utf-8") as handle:
+            found = re.search(r'^__version__\s*=\s*["\']([^"\']+)', handle.read(), re.M)
+    except OSError:
+        return ""
+    return found.group(1) if found else ""
+
+
+def build_release(sources: list[str], project_dir: str = "") -> dict:
+    """The release of these rules files and folders; AnsibleActionFail on a bad source."""
+    paths: list[str] = []
+    for source in sources:
+        if os.path.isdir(source):
+            paths += sorted(os.path.join(source, n) for n in os.listdir(source)
+                            if n.endswith(EXTENSIONS) and os.path.isfile(os.path.join(source, n)))
+        elif os.path.isfile(source):
+            paths.append(source)
+        else:
+            raise AnsibleActionFail(f"rules source {source} does not exist on the control node")
+    files, seen = [], {}
+    for path in paths:
+        name = os.path.basename(path)
+        if name in seen:
+            raise AnsibleActionFail(f"two rules files named {name}: {seen[name]} and {path} "
+                                    "(a rules folder is flat: names must be unique)")
+        seen[name] = path
+        with open(path, "rb") as handle:
+            data = handle.read()
+        files.append({"name": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
+                      "content": base64.b64encode(data).decode("ascii")})
+    if not files:
+        raise AnsibleActionFail("no *.yaml or *.yml rules file in " + ", ".join(sources))
+    files.sort(key=lambda f: f["name"])
+    digest = manifest_hash(files)
+    now = datetime.now(timezone.utc)
+    return {
+        "id": now.strftime("%Y%m%dT%H%M%SZ") + "-" + digest[:8],
+        "created": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "sha256": digest,
+        "files": files,
+        "source": {"git_commit": git_commit(sources),
+                   "paths": [os.path.abspath(p) for p in sources]},
+        "falco_deploy_version": project_version(project_dir),
+    }
+
+
+class ActionModule(ActionBase):
+    _supports_check_mode = True  # reads local files only
+    _supports_async = False
+    _requires_connection = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars or {})
+        args = self._task.args
+        unknown = set(args) - {"sources", "project_dir"}
+        if unknown:
+            raise AnsibleActionFail(f"unsupported options: {', '.join(sorted(unknown))}")
+        sources = args.get("sources")
+        if isinstance(sources, str):
+            sources = [sources]
+        if not sources or not isinstance(sources, list):
+            raise AnsibleActionFail("sources: a list of rules files and folders is required")
+        # Like a module's `path` options: ~ and $VARS expanded; relative to the playbook's folder.
+        base = self._loader.get_basedir()
+        sources = [os.path.join(base, os.path.expanduser(os.path.expandvars(str(s))))
+                   for s in sources]
+        project_dir = os.path.expanduser(str(args.get("project_dir") or ""))
+        release = build_release(sources, project_dir)
+        result.update(changed=False, release=release,
+                      summary={"id": release["id"], "sha256": release["sha256"],
+                               "files": [f["name"] for f in release["files"]]})
+        return result
