@@ -218,3 +218,51 @@ def test_a_damaged_release_goes_to_the_module_even_when_its_hash_is_live(tmp_pat
     assert PROBED not in log
     assert out["result"]["status"] == "refused"
     assert "does not match its sha256" in out["result"]["reason"]
+
+
+# -- the build: one release id per run, also across the batches of a serial play --------------
+
+SERIAL_PLAYBOOK = """\
+- hosts: all
+  gather_facts: false
+  serial: 1
+  tasks:
+    - name: Build the release
+      falco_rules_bundle:
+        sources: ["{sources}"]
+      run_once: true
+      register: bundle
+    - name: Show the id
+      ansible.builtin.debug:
+        msg: "FD-ID {{{{ bundle.release.id }}}} {{{{ bundle.release.created }}}}"
+    - name: Let the clock pass a second so that a rebuilt release would get another id
+      ansible.builtin.command: sleep 1.2
+      changed_when: false
+"""
+
+
+def test_every_batch_of_a_serial_play_gets_the_same_release(tmp_path):
+    sources = tmp_path / "rules"
+    sources.mkdir()
+    for name, data in FILES.items():
+        (sources / name).write_bytes(data)
+    (tmp_path / "hosts.yml").write_text(
+        "all:\n  hosts:\n    fd-a: {ansible_connection: local}\n"
+        "    fd-b: {ansible_connection: local}\n")
+    book = tmp_path / "play.yml"
+    book.write_text(SERIAL_PLAYBOOK.format(sources=sources))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+           "ANSIBLE_ACTION_PLUGINS": str(ROLE / "action_plugins"),
+           "ANSIBLE_LIBRARY": str(ROLE / "library"), "ANSIBLE_NOCOLOR": "1"}
+    playbook = Path(sys.executable).with_name("ansible-playbook")
+    proc = subprocess.run([str(playbook), "-i", str(tmp_path / "hosts.yml"), str(book), "-e",
+                           json.dumps({"ansible_python_interpreter": sys.executable})],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    ids = [ln.split("FD-ID ", 1)[1].rstrip('"') for ln in proc.stdout.splitlines()
+           if "FD-ID " in ln]
+    assert len(ids) == 2, proc.stdout[-3000:]
+    assert ids[0] == ids[1]
+    digest = frh.manifest_hash([{"name": n, "sha256": hashlib.sha256(d).hexdigest()}
+                                for n, d in FILES.items()])
+    assert ids[0].split()[0].endswith("-" + digest[:8])

@@ -11,12 +11,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.util
+import json
 import os
 import re
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ansible import constants as C
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
@@ -120,6 +122,28 @@ def build_release(sources: list[str], project_dir: str = "") -> dict:
     }
 
 
+def same_release_in_every_batch(release: dict) -> None:
+    """Give the release the id and time it had in an earlier batch of this ansible-playbook run.
+
+    `run_once` builds once per batch of a `serial` play, seconds apart; without this, hosts of
+    later batches would get the same files under another id. The record lives in the run's own
+    local temporary folder, which Ansible removes when the run ends.
+    """
+    record = os.path.join(C.DEFAULT_LOCAL_TMP, f"falco_rules_bundle-{release['sha256']}.json")
+    try:
+        with open(record, encoding="utf-8") as handle:
+            first = json.load(handle)
+        release["id"], release["created"] = first["id"], first["created"]
+        return
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        with open(record, "w", encoding="utf-8") as handle:
+            json.dump({"id": release["id"], "created": release["created"]}, handle)
+    except OSError:
+        pass  # no record: later batches get their own id, nothing worse
+
+
 class ActionModule(ActionBase):
     _supports_check_mode = True  # reads local files only
     _supports_async = False
@@ -142,6 +166,7 @@ class ActionModule(ActionBase):
                    for s in sources]
         project_dir = os.path.expanduser(str(args.get("project_dir") or ""))
         release = build_release(sources, project_dir)
+        same_release_in_every_batch(release)
         result.update(changed=False, release=release,
                       summary={"id": release["id"], "sha256": release["sha256"],
                                "files": [f["name"] for f in release["files"]]})
