@@ -183,6 +183,13 @@ def _error_result(ctx: click.Context, options: Any, exc: FalcoDeployError) -> An
                      finished=now, error=error, exit_code=exc.exit_code)
 
 
+def _write_json(document: dict) -> None:
+    import json
+    import sys
+
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+
+
 def _lazy(module: str) -> Any:
     """A command module, imported only when its command runs (keeps `--help` fast)."""
     import importlib
@@ -423,12 +430,17 @@ def verify(ctx: click.Context, **kwargs: Any) -> None:
         artifacts_dir=kwargs["artifacts_dir"], verbosity=kwargs["verbosity"])
     as_json = options.output == "json"
     console = render.make_console(sys.stderr if as_json else sys.stdout)
-    with render.Progress(console, verbosity=options.verbosity) as progress:
-        outcome = command.run(options, on_event=progress)
+    try:
+        with render.Progress(console, verbosity=options.verbosity) as progress:
+            outcome = command.run(options, on_event=progress)
+    except FalcoDeployError as exc:
+        if as_json:
+            # As for the other commands: the document also when nothing ran; the message and
+            # hint still go to stderr.
+            _write_json(command.error_outcome(options, exc).to_envelope())
+        raise
     if as_json:
-        import json
-
-        sys.stdout.write(json.dumps(outcome.to_envelope(), indent=2) + "\n")
+        _write_json(outcome.to_envelope())
     else:
         report.render_text(outcome, console)
     ctx.exit(int(outcome.exit_code))

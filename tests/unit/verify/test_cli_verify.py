@@ -307,3 +307,16 @@ def test_verify_help_lists_exit_codes():
     result = CliRunner().invoke(cli, ["verify", "--help"])
     assert result.exit_code == 0
     assert "7  detection missed" in result.output
+
+
+def test_json_output_has_the_envelope_when_a_usage_error_stops_the_run(
+        monkeypatch, inventory, project, catalogue_file):
+    fake = FakeRunner([])
+    result = invoke(monkeypatch, fake, inventory, project, catalogue_file, "--scenario", "nope",
+                    "--output", "json")
+    assert result.exit_code == ExitCode.USAGE
+    doc = json.loads(result.stdout)
+    assert doc["schema"] == "falco-deploy.verify/v1"
+    assert doc["exit_code"] == ExitCode.USAGE and doc["exit_status"] == "usage"
+    assert "unknown scenario 'nope'" in doc["error"]
+    assert doc["hosts"] == [] and fake.calls == []

@@ -241,6 +241,15 @@ def judge(collector: EventCollector, run_id: str, scenarios: tuple[Scenario, ...
     return build_result(run_id, timeout, hosts), notes
 
 
+def error_outcome(options: VerifyOptions, exc: FalcoDeployError) -> VerifyOutcome:
+    """The outcome of a run stopped before any host ran (bad option, missing inventory...)."""
+    now = datetime.now(timezone.utc)
+    return VerifyOutcome(result=VerifyResult(run_id="", timeout_s=options.timeout), notes={},
+                         artifacts_dir="", started=now, finished=now,
+                         error=exc.message + (f" (hint: {exc.hint})" if exc.hint else ""),
+                         exit_code=exc.exit_code)
+
+
 def run(options: VerifyOptions, on_event: ProgressCallback | None = None) -> VerifyOutcome:
     if options.timeout < 0:
         raise FalcoDeployError(f"--timeout must not be negative (got {options.timeout:g})")
