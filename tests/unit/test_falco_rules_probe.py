@@ -155,7 +155,7 @@ PLAYBOOK = """\
 """
 
 
-def play(tmp_path: Path, args: dict) -> tuple[dict, str]:
+def play(tmp_path: Path, args: dict, **extra_vars) -> tuple[dict, str]:
     book = tmp_path / "play.yml"
     book.write_text(PLAYBOOK.format(args=json.dumps(args)))
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
@@ -166,7 +166,8 @@ def play(tmp_path: Path, args: dict) -> tuple[dict, str]:
            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
     playbook = Path(sys.executable).with_name("ansible-playbook")
     proc = subprocess.run([str(playbook), "-vvv", str(book), "-e",
-                           json.dumps({"ansible_python_interpreter": sys.executable})],
+                           json.dumps({"ansible_python_interpreter": sys.executable,
+                                       **extra_vars})],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     line = next(ln for ln in proc.stdout.splitlines() if "FD-RESULT " in ln)
@@ -186,6 +187,18 @@ def test_live_release_is_answered_by_the_probe(tmp_path, host):
     assert out["result"]["release"] == rid and out["result"]["drift"] is False
     # As the module reports its invocation (shown at -vvv): never the release's contents.
     assert release["files"][0]["content"] not in log
+
+
+@needs_root
+def test_without_pipelining_the_module_answers_the_same(tmp_path, host):
+    # The probe travels on stdin like a pipelined module; without pipelining the module runs.
+    release = release_of(FILES)
+    rid = go_live(host, release)
+    out, log = play(tmp_path, {"action": "deploy", "release": release, **host},
+                    ansible_pipelining=False)
+    assert PROBED not in log
+    assert out["changed"] is False
+    assert out["result"]["release"] == rid and out["result"]["drift"] is False
 
 
 @needs_root
