@@ -28,6 +28,10 @@ description:
   - C(action=status) only reads: Falco version, engine kind, unit state, active release, drift.
   - Never fails because of a refused or rolled back release: the result says so and the role
     decides. Supports check mode (and diff) for deploy and rollback.
+  - Has an action plugin of the same name: C(action=status), and a deploy whose release is
+    already live unchanged, are answered by a read-only probe (the host code of
+    module_utils/falco_rules_host.py run as a script over the pipelined connection) without this
+    module; everything else, and any probe that cannot run, comes here.
 options:
   action:
     description: What to do.
