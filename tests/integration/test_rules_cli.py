@@ -1,6 +1,7 @@
 """`falco-deploy rules deploy` end to end on local systemd test hosts with the stand-in Falco:
 a deploy killed mid-flight leaves every host on exactly the old or the new release, a refused
-batch stops a --serial rollout, and a set the offline validator rejects touches no host."""
+batch stops a --serial rollout, a set the offline validator rejects touches no host, and a no-op
+deploy or status runs no module on the host (the probe answers) while drift still gets repaired."""
 
 from __future__ import annotations
 
@@ -360,3 +361,45 @@ def test_rollback_with_package_version_installs_that_falco_first(fleet):
         rc, envelope, stderr = cli(workdir, "install", "--inventory", str(inventory),
                                    "--limit", host)
         assert rc == ExitCode.OK, f"{envelope}\n{stderr[-3000:]}"
+
+
+def module_calls(host: str) -> int:
+    """Runs of the falco_rules_release module on the host: each logs `Invoked with` to the
+    journal (AnsibleModule's invocation log), a probe logs nothing."""
+    time.sleep(0.5)  # journald takes the module's syslog line asynchronously
+    out = _sh(host, "journalctl --no-pager -o cat -t ansible-falco_rules_release", check=False)
+    return sum(1 for line in out.splitlines() if line.startswith("Invoked with"))
+
+
+def test_a_no_op_deploy_and_status_run_no_module_and_drift_is_repaired(fleet):
+    names, inventory, workdir = fleet
+    host = names[1]
+    folder = make_set(workdir, "noop", {"zz_noop.yaml": probe_rule("noop")})
+    rc, envelope, stderr = deploy(workdir, inventory, folder, "--limit", host)
+    assert rc == ExitCode.OK, f"{envelope}\n{stderr[-3000:]}"
+    release = by_host(envelope)[host]["release"]
+    calls = module_calls(host)
+
+    rc, envelope, stderr = deploy(workdir, inventory, folder, "--limit", host)
+    assert rc == ExitCode.OK, f"{envelope}\n{stderr[-3000:]}"
+    assert by_host(envelope)[host]["verdict"] == "unchanged"
+    assert envelope["summary"]["changed_tasks"] == 0
+    assert by_host(envelope)[host]["falco_version"] == "0.44.0"  # the report is complete
+    rc, envelope, _ = cli(workdir, "status", "--inventory", str(inventory), "--limit", host)
+    assert rc == ExitCode.OK
+    assert by_host(envelope)[host]["release"] == release
+    assert by_host(envelope)[host]["drift"] is False
+    assert module_calls(host) == calls, "the no-op deploy or status ran the module"
+
+    # An out-of-band edit: the probe sees drift, so the deploy runs the module and repairs it.
+    _sh(host, f"echo '# edited on the host' >> {RULES_D}/zz_noop.yaml")
+    settle(host)
+    rc, envelope, _ = cli(workdir, "status", "--inventory", str(inventory), "--limit", host)
+    assert rc == ExitCode.DRIFT
+    rc, envelope, stderr = deploy(workdir, inventory, folder, "--limit", host)
+    assert rc == ExitCode.OK, f"{envelope}\n{stderr[-3000:]}"
+    assert by_host(envelope)[host]["verdict"] == "deployed"
+    assert module_calls(host) == calls + 1
+    assert live_manifest(host) == set_manifest(folder)
+    settle(host)
+    assert loaded_rules_d(host) == set_manifest(folder)
