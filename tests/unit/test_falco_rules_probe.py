@@ -279,3 +279,23 @@ def test_every_batch_of_a_serial_play_gets_the_same_release(tmp_path):
     digest = frh.manifest_hash([{"name": n, "sha256": hashlib.sha256(d).hexdigest()}
                                 for n, d in FILES.items()])
     assert ids[0].split()[0].endswith("-" + digest[:8])
+
+
+def test_an_unreachable_host_is_reported_after_one_attempt(tmp_path):
+    # A connection failure of the probe is the host's answer: no second try through the module.
+    (tmp_path / "hosts.yml").write_text(
+        "all:\n  hosts:\n    fd-closed:\n      ansible_connection: ssh\n"
+        "      ansible_host: 127.0.0.1\n      ansible_port: 1\n")  # nothing listens on port 1
+    book = tmp_path / "play.yml"
+    book.write_text("- hosts: all\n  gather_facts: false\n  tasks:\n"
+                    "    - name: Status\n      falco_rules_release: {action: status}\n")
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+           "ANSIBLE_ACTION_PLUGINS": str(ROLE / "action_plugins"),
+           "ANSIBLE_LIBRARY": str(ROLE / "library"),
+           "ANSIBLE_MODULE_UTILS": str(ROLE / "module_utils"), "ANSIBLE_NOCOLOR": "1"}
+    playbook = Path(sys.executable).with_name("ansible-playbook")
+    proc = subprocess.run([str(playbook), "-vvv", "-i", str(tmp_path / "hosts.yml"), str(book)],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert "unreachable=1" in proc.stdout, proc.stdout[-3000:]
+    attempts = [ln for ln in proc.stdout.splitlines() if "SSH: EXEC ssh" in ln]
+    assert len(attempts) == 1, "\n".join(attempts)

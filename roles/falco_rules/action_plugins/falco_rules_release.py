@@ -19,6 +19,7 @@ import shlex
 from pathlib import Path
 
 from ansible import constants as C
+from ansible.errors import AnsibleConnectionFailure
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
@@ -92,6 +93,8 @@ class ActionModule(ActionBase):
         try:
             res = self._low_level_execute_command(cmd, sudoable=True,
                                                   in_data=HOST_CODE.read_bytes())
+        except AnsibleConnectionFailure:
+            raise  # unreachable: report it now rather than wait for the module to time out too
         except Exception as exc:  # noqa: BLE001 - any trouble: the module runs instead
             display.vvv(f"falco_rules_release probe failed ({exc}); running the module")
             return None
