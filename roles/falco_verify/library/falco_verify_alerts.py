@@ -13,8 +13,8 @@ module: falco_verify_alerts
 short_description: Mark and read Falco's JSON alert file (file_output)
 description:
   - C(action=mark) records where the alert file ends now (device, inode, offset of the last
-    complete line, line count, sha256 of the head), in the mark format of the falco-deploy verify
-    core (C(falco_deploy.verify.alerts.FileMark)).
+    complete line, line count, sha256 of the head); the role's
+    module_utils/falco_alert_file.py defines the mark and reads from it.
   - C(action=collect) polls the file from a mark until every expected rule was seen on its
     scenario container, or until C(timeout) seconds passed, and returns the lines written since
     the mark that concern the run. It follows the file across logrotate's rename (it drains the
@@ -82,120 +82,14 @@ lines:
   elements: str
 """
 
-import hashlib
 import json
 import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.falco_alert_file import beginning, mark_end, read_since
 
-# Same fingerprint size as falco_deploy.verify.alerts.HEAD_BYTES: a mark made here is read there.
-HEAD_BYTES = 1024
-_CHUNK = 1 << 20
 _SHORT_ID = 12
-
-
-def _head(handle, length):
-    handle.seek(0)
-    data = handle.read(min(length, HEAD_BYTES))
-    return len(data), hashlib.sha256(data).hexdigest()
-
-
-def beginning(path):
-    return {"path": path, "dev": None, "inode": None, "offset": 0, "line_no": 0,
-            "head_len": 0, "head_sha256": ""}
-
-
-def mark_end(path):
-    """End of the last complete line now in the file; a missing file marks its beginning."""
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed by the `with` below
-    except FileNotFoundError:
-        return beginning(path)
-    with handle:
-        stat = os.fstat(handle.fileno())
-        offset = lines = scanned = 0
-        while True:
-            chunk = handle.read(_CHUNK)
-            if not chunk:
-                break
-            newlines = chunk.count(b"\n")
-            if newlines:
-                lines += newlines
-                offset = scanned + chunk.rindex(b"\n") + 1
-            scanned += len(chunk)
-        head_len, head_sha = _head(handle, offset)
-    return {"path": path, "dev": stat.st_dev, "inode": stat.st_ino, "offset": offset,
-            "line_no": lines, "head_len": head_len, "head_sha256": head_sha}
-
-
-def _complete(handle, start):
-    handle.seek(start)
-    data = handle.read()
-    return data[:data.rfind(b"\n") + 1]
-
-
-def _renamed(mark):
-    folder, name = os.path.split(mark["path"])
-    try:
-        entries = os.listdir(folder or ".")
-    except OSError:
-        return None
-    for entry in entries:
-        if entry == name or not entry.startswith(name):
-            continue
-        candidate = os.path.join(folder, entry)
-        try:
-            stat = os.stat(candidate)
-        except OSError:
-            continue
-        if (stat.st_dev, stat.st_ino) == (mark["dev"], mark["inode"]):
-            return candidate
-    return None
-
-
-def read_since(mark):
-    """Complete lines written after `mark`, the next mark, and what happened to the file.
-
-    The same rules as falco_deploy.verify.alerts.read_since: a new inode drains the renamed
-    file first, a shorter file or another head restarts at the top, a missing file reads nothing.
-    """
-    path = mark["path"]
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed by the `with` below
-    except FileNotFoundError:
-        return [], mark, ["missing"]
-    chunks, events = [], []
-    with handle:
-        stat = os.fstat(handle.fileno())
-        start, line_no = mark["offset"], mark["line_no"]
-        if mark["inode"] is None:
-            events.append("appeared")
-            start, line_no = 0, 0
-        elif (stat.st_dev, stat.st_ino) != (mark["dev"], mark["inode"]):
-            events.append("rotated")
-            renamed = _renamed(mark)
-            if renamed is not None:
-                with open(renamed, "rb") as old:
-                    chunks.append(_complete(old, mark["offset"]))
-                events.append("rotated-drained")
-            start, line_no = 0, 0
-        elif stat.st_size < mark["offset"] or (
-                mark["head_len"] and _head(handle, mark["head_len"])
-                != (mark["head_len"], mark["head_sha256"])):
-            events.append("truncated")
-            start, line_no = 0, 0
-        data = _complete(handle, start)
-        chunks.append(data)
-        offset = start + len(data)
-        head_len, head_sha = mark["head_len"], mark["head_sha256"]
-        if start == 0 or head_len < min(offset, HEAD_BYTES):
-            head_len, head_sha = _head(handle, offset)
-    new_mark = dict(mark, dev=stat.st_dev, inode=stat.st_ino, offset=offset,
-                    line_no=line_no + data.count(b"\n"), head_len=head_len, head_sha256=head_sha)
-    lines = [line.decode("utf-8", errors="replace").rstrip("\r")
-             for chunk in chunks for line in chunk.split(b"\n")[:-1]]
-    return [line for line in lines if line.strip()], new_mark, events
 
 
 def _field(fields, key):

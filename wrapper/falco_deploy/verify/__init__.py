@@ -3,7 +3,7 @@
 Pure Python (stdlib + PyYAML), no Ansible import: the verify command runs the scenarios through
 the runner, then hands the alert lines and the run record to these modules.
 
-- `alerts`: parse Falco JSON alert lines; follow a `file_output` file across rotation/truncation.
+- `alerts`: parse Falco JSON alert lines (the host-side module reads them from the alert file).
 - `scenarios`: the scenario catalogue (scenarios.yaml) and the `purple-<runid>-<scenario>`
   container-name convention.
 - `matcher`: attribute alerts to scenario containers; fired / late / missed / not run / false

@@ -1,4 +1,4 @@
-"""Falco JSON alerts: parse alert lines, and follow a `file_output` file across rotation.
+"""Falco JSON alerts: parse the alert lines a `verify` run collected from a host.
 
 Falco writes one JSON object per alert when `json_output: true`. The object always has `time`,
 `rule`, `priority`, `source`, `hostname`; `output`, `tags` and `output_fields` depend on the
@@ -9,21 +9,18 @@ any RFC 3339 timestamp and keeps it exact as integer nanoseconds since the epoch
 because latencies between syscall events and a recorded trigger are sub-millisecond on real hosts
 and `datetime` stops at microseconds.
 
-Falco's `file_output` appends to one file and never rotates it itself; logrotate does, and Falco
-reopens the file per alert (`keep_alive: false`) or on SIGUSR1
-(falcosecurity/falco issue #266, pull request #347). So the reader must survive the file being
-renamed away (new inode), copied and truncated in place (size shrink, or new content at the head)
-and a line that Falco is still writing (no newline yet).
+The lines come from Falco's `file_output` file, read on the host from a mark taken at the start
+of the run (roles/falco_verify/module_utils/falco_alert_file.py: rotation, truncation and
+half-written lines are handled there).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -228,105 +225,6 @@ def parse_alert_lines(lines: Iterable[str], first_line_no: int = 1,
     return ParsedAlerts(tuple(alerts), tuple(errors))
 
 
-def read_alert_file(path: str | os.PathLike[str]) -> ParsedAlerts:
-    """Parse a whole alert file (a fetched copy, a test fixture); a last line without newline
-    counts, since nothing will complete it."""
-    data = Path(path).read_bytes()
-    if data and not data.endswith(b"\n"):
-        data += b"\n"
-    alerts, errors, _ = _parse_bytes(data, 0, 1, os.fspath(path))
-    return ParsedAlerts(tuple(alerts), tuple(errors))
-
-
-# --- following a file_output file --------------------------------------------------------------
-
-# Bytes of the file head kept as a fingerprint: a file truncated (logrotate copytruncate) and
-# written past the old offset between two reads has the same inode and a larger size; only its
-# head tells it apart.
-HEAD_BYTES = 1024
-_CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class FileMark:
-    """Where reading stopped: the file's identity and the end of the last complete line read.
-
-    `inode is None` means the file did not exist: whatever appears there later is new.
-    JSON-able via to_dict/from_dict so a run can record it at its start and read from it later.
-    """
-
-    path: str
-    dev: int | None
-    inode: int | None
-    offset: int
-    line_no: int  # complete lines before `offset`, for error line numbers
-    head_len: int = 0
-    head_sha256: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "dev": self.dev, "inode": self.inode, "offset": self.offset,
-                "line_no": self.line_no, "head_len": self.head_len,
-                "head_sha256": self.head_sha256}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> FileMark:
-        return cls(path=str(data["path"]), dev=data.get("dev"), inode=data.get("inode"),
-                   offset=int(data.get("offset", 0)), line_no=int(data.get("line_no", 0)),
-                   head_len=int(data.get("head_len", 0)),
-                   head_sha256=str(data.get("head_sha256", "")))
-
-    @classmethod
-    def beginning(cls, path: str | os.PathLike[str]) -> FileMark:
-        """A mark that reads the file (whatever inode it has) from its first byte."""
-        return cls(os.fspath(path), None, None, 0, 0)
-
-
-def _head(handle: Any, length: int) -> tuple[int, str]:
-    handle.seek(0)
-    data = handle.read(min(length, HEAD_BYTES))
-    return len(data), hashlib.sha256(data).hexdigest()
-
-
-def mark_end(path: str | os.PathLike[str]) -> FileMark:
-    """Mark the end of the last complete line now in the file: read only what comes after.
-
-    A line Falco is still writing at this moment belongs to an alert raised before the mark; it
-    is read once complete, and the matcher drops it because no scenario container of the run
-    existed when it was raised.
-    """
-    path = os.fspath(path)
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed below, fstat needs the open file
-    except FileNotFoundError:
-        return FileMark.beginning(path)
-    with handle:
-        stat = os.fstat(handle.fileno())
-        offset = lines = 0
-        scanned = 0
-        while True:
-            chunk = handle.read(_CHUNK)
-            if not chunk:
-                break
-            newlines = chunk.count(b"\n")
-            if newlines:
-                lines += newlines
-                offset = scanned + chunk.rindex(b"\n") + 1
-            scanned += len(chunk)
-        head_len, head_sha = _head(handle, offset)
-    return FileMark(path, stat.st_dev, stat.st_ino, offset, lines, head_len, head_sha)
-
-
-@dataclass(frozen=True)
-class ReadBatch:
-    """What one read returned. `events` names what happened to the file: `missing`, `appeared`,
-    `rotated`, `rotated-drained` (unread lines taken from the renamed file), `truncated`."""
-
-    alerts: tuple[Alert, ...]
-    errors: tuple[ParseError, ...]
-    events: tuple[str, ...]
-    pending_bytes: int  # a partial last line left for the next read
-
-
 def _parse_bytes(data: bytes, base_offset: int, first_line_no: int,
                  path: str) -> tuple[list[Alert], list[ParseError], int]:
     """Parse the newline-terminated lines of `data`; returns alerts, errors and the line count.
@@ -350,97 +248,11 @@ def _parse_bytes(data: bytes, base_offset: int, first_line_no: int,
     return alerts, errors, len(lines)
 
 
-def _same_head(handle: Any, mark: FileMark) -> bool:
-    return not mark.head_len or _head(handle, mark.head_len) == (mark.head_len, mark.head_sha256)
-
-
-def _read_complete(handle: Any, start: int) -> tuple[bytes, int]:
-    """Bytes from `start` up to the last newline, and the length of the partial tail."""
-    handle.seek(start)
-    data = handle.read()
-    end = data.rfind(b"\n") + 1
-    return data[:end], len(data) - end
-
-
-def _find_renamed(mark: FileMark) -> Path | None:
-    """The rotated copy of the marked file (same device and inode) beside it, if any."""
-    current = Path(mark.path)
-    try:
-        siblings = list(current.parent.iterdir())
-    except OSError:
-        return None
-    for candidate in siblings:
-        if candidate.name == current.name or not candidate.name.startswith(current.name):
-            continue
-        try:
-            stat = candidate.stat()
-        except OSError:
-            continue
-        if (stat.st_dev, stat.st_ino) == (mark.dev, mark.inode):
-            return candidate
-    return None
-
-
-def read_since(mark: FileMark) -> tuple[ReadBatch, FileMark]:
-    """Read the complete lines written after `mark`; return them and the mark to read from next.
-
-    - same file, grown: lines from the mark on;
-    - new inode (renamed away by logrotate): the unread lines of the renamed file, when it is
-      still beside the path, then the new file from its start;
-    - same inode but shorter, or a different head (truncated in place): from the start;
-    - missing file: nothing, mark unchanged (logrotate may be between rename and create);
-    - a last line without newline stays unread until Falco completes it.
-    """
-    path = mark.path
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed below, fstat needs the open file
-    except FileNotFoundError:
-        return ReadBatch((), (), ("missing",), 0), mark
-    alerts: list[Alert] = []
-    errors: list[ParseError] = []
-    events: list[str] = []
-    with handle:
-        stat = os.fstat(handle.fileno())
-        start, line_no = mark.offset, mark.line_no
-        if mark.inode is None:
-            events.append("appeared")
-            start, line_no = 0, 0
-        elif (stat.st_dev, stat.st_ino) != (mark.dev, mark.inode):
-            events.append("rotated")
-            renamed = _find_renamed(mark)
-            if renamed is not None:
-                with open(renamed, "rb") as old:
-                    data, _ = _read_complete(old, mark.offset)
-                old_alerts, old_errors, _ = _parse_bytes(data, mark.offset, mark.line_no + 1,
-                                                         os.fspath(renamed))
-                alerts += old_alerts
-                errors += old_errors
-                events.append("rotated-drained")
-            start, line_no = 0, 0
-        elif stat.st_size < mark.offset or not _same_head(handle, mark):
-            events.append("truncated")
-            start, line_no = 0, 0
-        data, pending = _read_complete(handle, start)
-        new_alerts, new_errors, count = _parse_bytes(data, start, line_no + 1, path)
-        alerts += new_alerts
-        errors += new_errors
-        offset = start + len(data)
-        head_len, head_sha = mark.head_len, mark.head_sha256
-        if start == 0 or head_len < min(offset, HEAD_BYTES):
-            head_len, head_sha = _head(handle, offset)
-    new_mark = replace(mark, dev=stat.st_dev, inode=stat.st_ino, offset=offset,
-                       line_no=line_no + count, head_len=head_len, head_sha256=head_sha)
-    return ReadBatch(tuple(alerts), tuple(errors), tuple(events), pending), new_mark
-
-
-class AlertFollower:
-    """Follow one alert file from a mark: each poll() returns only what is new since the last."""
-
-    def __init__(self, path: str | os.PathLike[str], since: FileMark | None = None) -> None:
-        self.mark = since if since is not None else mark_end(path)
-        if self.mark.path != os.fspath(path):
-            self.mark = replace(self.mark, path=os.fspath(path))
-
-    def poll(self) -> ReadBatch:
-        batch, self.mark = read_since(self.mark)
-        return batch
+def read_alert_file(path: str | os.PathLike[str]) -> ParsedAlerts:
+    """Parse a whole alert file (a fetched copy, a test fixture); a last line without newline
+    counts, since nothing will complete it."""
+    data = Path(path).read_bytes()
+    if data and not data.endswith(b"\n"):
+        data += b"\n"
+    alerts, errors, _ = _parse_bytes(data, 0, 1, os.fspath(path))
+    return ParsedAlerts(tuple(alerts), tuple(errors))
