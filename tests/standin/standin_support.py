@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -39,6 +40,18 @@ BROKEN_RULE = """\
 """
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (never a fixed port)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _replace_once(text: str, old: str, new: str) -> str:
+    assert text.count(old) == 1, f"{old!r} is not in the stand-in's falco.yaml exactly once"
+    return text.replace(old, new)
+
+
 def wait_for(predicate, timeout: float = 5.0, interval: float = 0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -60,7 +73,14 @@ class FalcoTree:
         self.config_d.mkdir(parents=True)
         self.rules_d.mkdir()
         text = (STANDIN / "falco.yaml").read_text().replace("/etc/falco", str(self.etc))
-        text = text.replace("log_syslog: true", "log_syslog: false")  # keep the machine's log clean
+        # Keep the machine's log clean: no logger and no output channel to syslog.
+        text = _replace_once(text, "log_syslog: true", "log_syslog: false")
+        text = _replace_once(text, "syslog_output:\n  enabled: true",
+                             "syslog_output:\n  enabled: false")
+        # The web server listens on loopback only, on a free port.
+        self.web_port = free_port()
+        text = _replace_once(text, "listen_address: 0.0.0.0", "listen_address: 127.0.0.1")
+        text = _replace_once(text, "listen_port: 8765", f"listen_port: {self.web_port}")
         self.config = self.etc / "falco.yaml"
         self.config.write_text(text)
         (self.etc / "falco_rules.yaml").write_bytes(DEFAULT_RULES.read_bytes())
@@ -99,16 +119,25 @@ class FalcoTree:
 
 
 class Daemon:
+    """The stand-in running in the background: its stderr (the logger) and stdout (the
+    stdout_output channel) go to files in tmp."""
+
     def __init__(self, tree: FalcoTree, args: list[str]) -> None:
         self.tree = tree
-        self.log_path = tree.base / f"falco-{len(list(tree.base.glob('falco-*.log')))}.log"
+        number = len(list(tree.base.glob("falco-*.log")))
+        self.log_path = tree.base / f"falco-{number}.log"
+        self.out_path = tree.base / f"falco-{number}.out"
         self._log = self.log_path.open("w")
+        self._out = self.out_path.open("w")
         self.proc = subprocess.Popen([sys.executable, str(FALCO), "-c", str(tree.config), *args],
-                                     env=tree.env, stdout=subprocess.DEVNULL, stderr=self._log,
+                                     env=tree.env, stdout=self._out, stderr=self._log,
                                      text=True)
 
     def log(self) -> str:
         return self.log_path.read_text()
+
+    def stdout(self) -> str:
+        return self.out_path.read_text()
 
     def wait_state(self, predicate=lambda s: True, timeout: float = 15.0) -> dict:
         def ready():
@@ -128,3 +157,4 @@ class Daemon:
             return self.proc.wait(timeout=10)
         finally:
             self._log.close()
+            self._out.close()
