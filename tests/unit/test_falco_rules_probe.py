@@ -55,8 +55,7 @@ def host(tmp_path):
     (tmp_path / "etc").mkdir()
     return {"rules_dir": str(tmp_path / "etc" / "rules.d"), "state_dir": str(tmp_path / "state"),
             "falco_config": str(tmp_path / "etc" / "falco.yaml"),
-            "base_rules_files": [], "service_unit": "fd-probe-none.service",
-            "standin_state_file": str(tmp_path / "standin.json")}
+            "base_rules_files": [], "service_unit": "fd-probe-none.service"}
 
 
 def go_live(options: dict, release: dict) -> str:
@@ -104,8 +103,10 @@ def test_probe_says_live_for_the_active_release(host):
     assert answer["live"] is True
     result = answer["result"]
     assert result["release"] == rid and result["release_sha256"] == release["sha256"]
-    assert result["drift"] is False and result["status"] == "ok"
-    assert result["releases"] == [rid]
+    assert result["drift"] is False and result["releases"] == [rid]
+    # The probe tells the truth about Falco itself too: this machine has none.
+    assert result["status"] == "no_falco" and result["falco_state"] == "missing"
+    assert result["rules_dir_state"] == "release"
 
 
 @needs_root
@@ -217,8 +218,8 @@ def test_a_release_that_is_not_live_goes_to_the_module(tmp_path, host):
                                "health_timeout": 1})
     assert PROBED not in log
     # The module ran: this machine has no falco, so it stops before staging anything.
-    assert out["result"]["status"] == "skipped"
-    assert out["result"]["reason"] == "falco is not installed"
+    assert out["result"]["status"] == "no_falco"
+    assert out["result"]["reason"] == "no falco binary on this host (Falco is not installed)"
 
 
 @needs_root

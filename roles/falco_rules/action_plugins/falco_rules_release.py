@@ -27,8 +27,7 @@ display = Display()
 
 HOST_CODE = Path(__file__).resolve().parent.parent / "module_utils" / "falco_rules_host.py"
 # Options the probe reads; the rest only matter to a deploy or rollback that changes something.
-PROBE_OPTIONS = ("base_rules_files", "falco_config", "rules_dir", "state_dir", "service_unit",
-                 "standin_state_file")
+PROBE_OPTIONS = ("base_rules_files", "falco_config", "rules_dir", "state_dir", "service_unit")
 
 
 def host_code():

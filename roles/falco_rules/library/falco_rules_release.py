@@ -21,9 +21,16 @@ description:
     the release's files when O(fail_on_warnings)). A valid release is switched live by renaming a
     new symlink over O(rules_dir) (one rename(2)); a real O(rules_dir) folder is first adopted
     into a release of its own and swapped with renameat2(RENAME_EXCHANGE).
-  - Then it reloads the Falco unit and checks health (unit active, no C(hot restart failure)
-    logged since the switch, the loaded rules are the new ones). A failed check switches back to
-    the previous release and reloads again; the result says C(rolled_back) with the reason.
+  - Then it reloads the Falco unit and checks health from what Falco itself offers - its
+    journal (the reload's dry run ended without a C(hot restart failure), in text or JSON form,
+    and the restart after C(SIGHUP received, restarting...) listed exactly the release's files
+    under O(rules_dir)), its unit (active, same MainPID) and its web server when the restart
+    started it (C(/healthz) and C(/versions) answer). A failed check switches back to the
+    previous release and reloads again; the result says C(rolled_back) with the reason, and
+    C(health_checks) says which checks decided.
+  - A host whose Falco is not installed, not running (or restarting in a loop), or whose
+    O(rules_dir) is missing or a dangling symlink, reports the status C(no_falco),
+    C(falco_down) or C(rules_missing) (after a deploy that still went live on disk, too).
   - C(action=rollback) switches to an earlier release (by id or steps back) the same way.
   - C(action=status) only reads: Falco version, engine kind, unit state, active release, drift.
   - Never fails because of a refused or rolled back release: the result says so and the role
@@ -85,10 +92,6 @@ options:
     description: Seconds to wait for Falco to finish the reload.
     type: float
     default: 30
-  standin_state_file:
-    description: State file of the test bed's stand-in falco; read when it exists.
-    type: path
-    default: /run/falco/standin-state.json
 author: falco-deploy contributors
 """
 
@@ -102,8 +105,10 @@ EXAMPLES = r"""
 
 RETURN = r"""
 result:
-  description: The host's report (status, reason, findings, falco_version, driver, service,
-    release, release_sha256, previous_release, drift, drift_files, releases, validation).
+  description: The host's report (status - ok, refused, rolled_back, no_falco, falco_down or
+    rules_missing -, reason, findings, falco_version, driver, service, falco_state, main_pid,
+    restarts, rules_dir_state, health_checks, release, release_sha256, previous_release, drift,
+    drift_files, releases, validation, plan).
   returned: always
   type: dict
 """
@@ -121,6 +126,7 @@ from ansible.module_utils.falco_rules_host import (
     Host,
     Refused,
     build_files,
+    health_status,
     is_live,
     make_dir,
     manifest_hash,
@@ -181,7 +187,8 @@ class Run:
         self.plan: list[str] = []
 
     def result(self) -> dict:
-        return report(self.h, self.status, self.reason, self.validation, self.plan)
+        return report(self.h, self.status, self.reason, self.validation, self.plan,
+                      check_mode=self.m.check_mode)
 
     def refuse(self, reasons: list[str]) -> None:
         self.status = "refused"
@@ -216,6 +223,7 @@ class Run:
         self.status = "rolled_back"
         self.reason = problem
         if previous:
+            h.checks.append(f"switched back to {previous}:")
             again = h.reload_and_check(previous)
             if again:
                 h.findings.append(f"after switching back to {previous}: {again}")
@@ -293,7 +301,7 @@ class Run:
                 h.findings.append(f"would deploy {release.get('id')} (not validated: falco is not "
                                   "installed yet)")
             else:
-                self.status, self.reason = "skipped", "falco is not installed"
+                self.status, self.reason = health_status(h)
             return
         if self.m.check_mode:
             self.changed = self.check_and_validate(files)
@@ -348,7 +356,7 @@ class Run:
         if self.m._diff:
             self.diff = diff_of(before, files, h.rules_dir)
         if not h.falco_bin():
-            self.refuse(["falco is not installed"])
+            self.status, self.reason = health_status(h)
             return
         if self.m.check_mode:
             self.changed = self.check_and_validate(files)
@@ -378,7 +386,6 @@ def main() -> None:
             "state_dir": {"type": "path", "default": DEFAULTS["state_dir"]},
             "service_unit": {"type": "str", "default": DEFAULTS["service_unit"]},
             "health_timeout": {"type": "float", "default": DEFAULTS["health_timeout"]},
-            "standin_state_file": {"type": "path", "default": DEFAULTS["standin_state_file"]},
         },
         required_if=[("action", "deploy", ["release"])],
         supports_check_mode=True,

@@ -15,10 +15,12 @@ import base64
 import ctypes
 import ctypes.util
 import hashlib
+import http.client
 import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -30,14 +32,29 @@ from datetime import datetime, timedelta, timezone
 FALCO_UNITS = ("falco-modern-bpf.service", "falco-kmod.service", "falco-custom.service")
 ENGINE_KIND_FILE = "/etc/falco/config.d/engine-kind-falcoctl.yaml"
 
-# Journal lines of Falco's hot restart (userspace/falco/app/restart_handler.cpp logs
-# "hot restart failure" at critical priority and keeps the old rules; a good restart logs the
-# start sequence again). Observed on Falco 0.40: "SIGHUP received, restarting...", each rules
-# file as "   <path> | schema validation: ok", then "Opening 'syscall' source with ...".
-RESTART_FAILURE = "hot restart failure"
+# What Falco writes to its unit's journal (through syslog: the units send stdout to null), as
+# recorded from a real Falco 0.40 (../shared/corpus/falco-real-0.40/ of the project's test bed):
+# - every reload (SIGHUP, or a change seen by watch_config_files) starts with a dry run that logs
+#   `Falco version: ...`, the configuration files and `Loading rules from:` with every rules file
+#   (falcosecurity/falco userspace/falco/app/restart_handler.cpp runs it before any restart);
+# - a failed dry run emits the internal event "Falco internal: hot restart failure" through the
+#   outputs: the text `<time>: Critical Falco internal: hot restart failure: <report> ()`, or with
+#   json_output a JSON document with that `rule` and `"source": "internal"`
+#   (userspace/falco/falco_outputs.cpp, handle_msg); the old rules stay loaded;
+# - a passed dry run is followed by `SIGHUP received, restarting...` (logged for every hot restart,
+#   userspace/falco/app/actions/process_events.cpp) and the whole start sequence again, with
+#   `Loading rules from:` listing the files now loaded, `Starting health webserver with
+#   threadiness N, listening on ADDR:PORT` when the web server is on, and
+#   `Opening '<source>' source with ...` last; the process (MainPID) stays the same.
+RESTART_FAILURE_RULE = "Falco internal: hot restart failure"
 RESTART_BEGIN = "SIGHUP received, restarting"
+DRY_RUN_BEGIN = "Falco version:"
+RULES_LIST = "Loading rules from:"
 RESTART_DONE = re.compile(r"^Opening '[^']+' source with")
 LOADED_FILE = re.compile(r"^\s+(/\S+) \| schema validation:")
+WEBSERVER = re.compile(r"^Starting health webserver with threadiness \d+, listening on (\S+):(\d+)")
+# A location in Falco's error report: `(<file>:<line>:<column>)`; a quoted name is a condition.
+REPORT_LOCATION = re.compile(r'\((?P<name>[^"()][^()]*?):(?P<line>\d+):(?P<col>\d+)\)\s*$')
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 RENAME_EXCHANGE = 2
@@ -57,10 +74,13 @@ DEFAULTS = {
     "service_unit": "",
     "health_timeout": 30.0,
     "fail_on_warnings": True,
-    "standin_state_file": "/run/falco/standin-state.json",
 }
 # Besides PATH, where AnsibleModule.get_bin_path looks (root's tools live in sbin).
 SBIN = ("/sbin", "/usr/sbin", "/usr/local/sbin")
+
+def _number(text) -> int:
+    return int(text) if str(text or "").isdigit() else 0
+
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -131,6 +151,174 @@ def is_empty_rules(data: bytes) -> bool:
     return True
 
 
+def http_get(host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, str]:
+    """GET a path of Falco's web server on this host: (status, body), or (0, why) when nothing
+    answered. Plain HTTP first; a server with webserver.ssl_enabled gets HTTPS without
+    certificate checks (it is this host's own Falco over loopback)."""
+    last = ""
+    for scheme in ("http", "https"):
+        if scheme == "http":
+            conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        else:
+            conn = http.client.HTTPSConnection(host, port, timeout=timeout,
+                                               context=ssl._create_unverified_context())
+        try:
+            conn.request("GET", path)
+            answer = conn.getresponse()
+            return answer.status, answer.read(4096).decode("utf-8", "replace")
+        except ConnectionRefusedError as exc:
+            return 0, f"connection refused ({exc.strerror or exc})"
+        except (OSError, http.client.HTTPException) as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        finally:
+            conn.close()
+    return 0, last
+
+
+def _json_field(body: str, key: str) -> str:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return ""
+    return str(doc.get(key) or "") if isinstance(doc, dict) else ""
+
+
+# -- reading Falco's journal -------------------------------------------------------------------
+# An entry is {"ident": syslog identifier ("falco", "systemd"), "pid": int or None, "message"}.
+JOURNAL_TEXT_LINE = re.compile(
+    r"^\S+ \S+ (?P<ident>[^\s\[:]+)(?:\[(?P<pid>\d+)\])?: (?P<message>.*)$")
+
+
+def journal_entry(record: dict) -> dict:
+    """An entry from one `journalctl -o json` record."""
+    msg = record.get("MESSAGE")
+    if isinstance(msg, list):  # journald stores non-UTF-8 text as a byte array
+        msg = bytes(msg).decode("utf-8", "replace")
+    pid = str(record.get("_PID") or record.get("SYSLOG_PID") or "")
+    return {"ident": str(record.get("SYSLOG_IDENTIFIER") or record.get("_COMM") or ""),
+            "pid": int(pid) if pid.isdigit() else None, "message": str(msg or "")}
+
+
+def journal_entries_from_text(text: str) -> list[dict]:
+    """Entries from `journalctl -o short-iso` text (how the recordings are kept)."""
+    entries = []
+    for line in text.splitlines():
+        match = JOURNAL_TEXT_LINE.match(line)
+        if match:
+            entries.append({"ident": match["ident"],
+                            "pid": int(match["pid"]) if match["pid"] else None,
+                            "message": match["message"]})
+        elif entries and line.strip():  # a message with several lines
+            entries[-1]["message"] += "\n" + line
+    return entries
+
+
+def restart_failure(message: str) -> str | None:
+    """The error report of a hot restart failure in its text or JSON form, else None."""
+    text = message.strip()
+    if text.startswith("{"):
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(doc, dict) or doc.get("rule") != RESTART_FAILURE_RULE:
+            return None
+        detail = str(doc.get("output") or "")
+    elif RESTART_FAILURE_RULE in text:
+        detail = text
+    else:
+        return None
+    detail = detail.split(RESTART_FAILURE_RULE, 1)[-1].lstrip(":").strip()
+    # The text form ends with the (empty) output fields: ` ()`.
+    return detail[:-2].rstrip() if detail.endswith("()") else detail
+
+
+def report_summary(report: str) -> str:
+    """One line from Falco's error report: where (the innermost file location) and what (the
+    error codes and messages), e.g. `/etc/falco/rules.d/x.yaml:2:13: LOAD_ERR_COMPILE_CONDITION
+    (Error compiling condition): filter_check called with nonexistent field nosuch.field`."""
+    lines = [ln.strip() for ln in report.splitlines() if ln.strip()]
+    where = ""
+    for line in lines:
+        match = REPORT_LOCATION.search(line)
+        if match:
+            where = f"{match['name']}:{match['line']}:{match['col']}"
+    codes = [ln for ln in lines if re.match(r"^LOAD_[A-Z_]+ ", ln)]
+    what = "; ".join(codes) or (lines[0] if lines else "no details")
+    return f"{where}: {what}" if where else what
+
+
+def reload_outcomes(entries: list[dict]) -> tuple[list[dict], bool, int | None]:
+    """The reloads Falco finished in these journal entries, in order.
+
+    Returns (outcomes, pending, reload_at): each outcome is {"ok", "detail", "loaded" (files the
+    restart listed), "webserver" ("ADDR:PORT" or ""), "start" (index of its dry run's first
+    line)};
+    `pending` is True while a dry run or restart is still under way; `reload_at` is the index of
+    systemd's `Reloading ...` line (the first `systemctl reload` in these entries), or None.
+    A failure line whose dry run began before these entries is not counted: it judged files as
+    they were before.
+    """
+    outcomes: list[dict] = []
+    state, start, loaded, webserver, listing = "", 0, [], "", False
+    reload_at = None
+    for index, entry in enumerate(entries):
+        msg = entry["message"]
+        if entry["ident"] == "systemd":
+            if msg.startswith("Reloading") and reload_at is None:
+                reload_at = index
+            continue
+        failure = restart_failure(msg)
+        if failure is not None:
+            if state == "check":
+                outcomes.append({"ok": False, "detail": failure, "loaded": [], "webserver": "",
+                                 "start": start})
+            state = ""
+            continue
+        if msg.startswith(RESTART_BEGIN):
+            # A restart belongs to the dry run before it (a watch_config_files reload whose dry
+            # run began before these entries starts at its SIGHUP line).
+            start = start if state == "check" else index
+            state, loaded, webserver, listing = "restart", [], "", False
+            continue
+        if msg.startswith(DRY_RUN_BEGIN) and state != "restart":
+            state, start = "check", index
+            continue
+        if state != "restart":
+            continue
+        if msg.strip() == RULES_LIST:
+            listing = True
+            continue
+        match = LOADED_FILE.match(msg)
+        if listing and match:
+            loaded.append(match.group(1))
+            continue
+        listing = False
+        match = WEBSERVER.match(msg)
+        if match:
+            webserver = f"{match.group(1)}:{match.group(2)}"
+        elif RESTART_DONE.match(msg):
+            outcomes.append({"ok": True, "detail": "", "loaded": loaded, "webserver": webserver,
+                             "start": start})
+            state = ""
+    return outcomes, bool(state), reload_at
+
+
+def last_webserver(entries: list[dict]) -> str:
+    """ADDR:PORT of the web server the last (re)start in these entries started, or ""."""
+    address, pid = "", None
+    for entry in entries:
+        msg = entry["message"]
+        if entry["ident"] == "systemd":
+            continue
+        if msg.startswith((RESTART_BEGIN, "SIGINT received")) or entry["pid"] != pid:
+            address, pid = "", entry["pid"]
+        match = WEBSERVER.match(msg)
+        if match:
+            address = f"{match.group(1)}:{match.group(2)}"
+    return address
+
+
 class Host:
     """One host's Falco and releases, seen through the module's options (`params`)."""
 
@@ -140,8 +328,9 @@ class Host:
         self.state_dir = p["state_dir"].rstrip("/")
         self.releases_dir = os.path.join(self.state_dir, "releases")
         self.findings: list[str] = []
-        self._unit: str | None = None
-        self._unit_state = ""
+        self._unit_facts: dict | None = None
+        # How the last reload was judged, one line per check (reported as `health_checks`).
+        self.checks: list[str] = []
 
     # -- commands ---------------------------------------------------------------------------
     def run(self, argv, timeout=120):
@@ -183,43 +372,78 @@ class Host:
                 return match.group(1)
         return ""
 
-    def unit(self) -> str:
-        """The unit to reload: the given one, else the active package unit, else an enabled one."""
-        if self._unit is not None:
-            return self._unit
-        wanted = self.params["service_unit"]
+    def unit_facts(self, refresh: bool = False) -> dict:
+        """The Falco unit and its state: the given unit, else the package unit that is active,
+        else one that is restarting, else the enabled one (empty `unit` when there is none)."""
+        if self._unit_facts is not None and not refresh:
+            return self._unit_facts
+        wanted = self.params["service_unit"] or (self._unit_facts or {}).get("unit", "")
         units = [wanted] if wanted else list(FALCO_UNITS)
-        rc, out, _ = self.run(["systemctl", "show", "--property=Id,ActiveState,SubState,"
-                               "UnitFileState", *units])
+        _, out, _ = self.run(["systemctl", "show", "--property=Id,LoadState,ActiveState,"
+                              "SubState,UnitFileState,MainPID,NRestarts", *units])
         blocks = []
         for chunk in out.strip().split("\n\n"):
             props = dict(line.split("=", 1) for line in chunk.splitlines() if "=" in line)
-            if props:
+            if props.get("Id"):
                 blocks.append(props)
-        chosen = {}
+        chosen: dict = {}
         for pick in (lambda b: b.get("ActiveState") == "active",
+                     lambda b: b.get("ActiveState") == "activating",
                      lambda b: b.get("UnitFileState") == "enabled"):
             chosen = next((b for b in blocks if pick(b)), {})
             if chosen:
                 break
         if not chosen and wanted and blocks:
             chosen = blocks[0]
-        self._unit = chosen.get("Id", "")
-        if self._unit:
-            self._unit_state = (f"{self._unit} {chosen.get('ActiveState', 'inactive')} "
-                                f"({chosen.get('SubState', 'dead')})")
-        return self._unit
+        loaded = chosen.get("LoadState", "loaded") != "not-found"
+        self._unit_facts = {
+            "unit": chosen.get("Id", "") if loaded else "",
+            "active": chosen.get("ActiveState", "inactive"),
+            "sub": chosen.get("SubState", "dead"),
+            "main_pid": _number(chosen.get("MainPID")),
+            "restarts": _number(chosen.get("NRestarts")),
+        }
+        return self._unit_facts
+
+    def unit(self) -> str:
+        return self.unit_facts()["unit"]
 
     def unit_active(self) -> bool:
-        unit = self.unit()
-        if not unit:
-            return False
-        rc, out, _ = self.run(["systemctl", "is-active", unit])
-        return out.strip() == "active"
+        facts = self.unit_facts(refresh=True)
+        return bool(facts["unit"]) and facts["active"] == "active"
 
     def service_state(self) -> str:
-        self.unit()
-        return self._unit_state
+        facts = self.unit_facts()
+        return f"{facts['unit']} {facts['active']} ({facts['sub']})" if facts["unit"] else ""
+
+    def falco_state(self) -> tuple[str, str]:
+        """running, restarting (a crash loop), stopped or missing (no Falco installed), and why
+        when not running."""
+        facts = self.unit_facts()
+        if not self.falco_bin():
+            return "missing", "no falco binary on this host (Falco is not installed)"
+        if not facts["unit"]:
+            return "stopped", ("no Falco unit is active or enabled ("
+                               + ", ".join(FALCO_UNITS) + ")")
+        state = f"{facts['unit']} {facts['active']} ({facts['sub']})"
+        if facts["active"] == "active" and facts["sub"] == "running":
+            return "running", ""
+        # Restart=always: a Falco that cannot start waits in auto-restart between attempts, and
+        # systemd gives up (failed, start-limit-hit) after StartLimitBurst attempts.
+        if facts["sub"] == "auto-restart" or (facts["active"] in ("failed", "activating")
+                                              and facts["restarts"]):
+            return "restarting", (f"{state}: restarting in a loop "
+                                  f"({facts['restarts']} restarts)")
+        return "stopped", f"{state}: Falco is not running"
+
+    def rules_dir_state(self) -> str:
+        """release (the symlink to a release), folder, link (to something else), dangling
+        (a symlink to nothing) or missing."""
+        if os.path.islink(self.rules_dir):
+            if not os.path.exists(self.rules_dir):
+                return "dangling"
+            return "release" if self.active() else "link"
+        return "folder" if os.path.isdir(self.rules_dir) else "missing"
 
     # -- releases on disk -------------------------------------------------------------------
     def release_path(self, rid: str) -> str:
@@ -344,23 +568,38 @@ class Host:
         reasons: list[str] = []
         results = []
         for res in doc.get("falco_load_results") or []:
+            # Falco compiles the whole set at each file it loads, so an error may be filed under
+            # a later file's result: the error's own locations say which file holds it.
             name = res.get("name", "")
-            mine = name in staged
-            label = os.path.basename(name) if mine else name
-            errors = [f"{e.get('code', '')}: {e.get('message', '')}"
-                      for e in res.get("errors") or []]
-            warnings = [f"{w.get('code', '')}: {w.get('message', '')}"
-                        for w in res.get("warnings") or []]
-            results.append({"name": name, "successful": bool(res.get("successful")),
-                            "errors": errors, "warnings": warnings})
-            reasons += [f"{label}: {e}" for e in errors]
-            if mine and self.params["fail_on_warnings"]:
-                reasons += [f"{label}: warning {w}" for w in warnings]
-            elif warnings:
-                self.findings += [f"{label}: warning {w}" for w in warnings]
+            entry = {"name": name, "successful": bool(res.get("successful")), "errors": [],
+                     "warnings": []}
+            for kind, word in (("errors", ""), ("warnings", "warning ")):
+                for item in res.get(kind) or []:
+                    where, mine = self._where(item, name, staged)
+                    text = f"{where}: {word}{item.get('code', '')}: {item.get('message', '')}"
+                    entry[kind].append(text)
+                    if not word or (mine and self.params["fail_on_warnings"]):
+                        reasons.append(text)
+                    else:
+                        self.findings.append(text)
+            results.append(entry)
         if rc != 0 and not reasons:
             reasons.append(f"falco -V exited {rc}")
         return results, reasons
+
+    @staticmethod
+    def _where(item: dict, result_name: str, staged: list[str]) -> tuple[str, bool]:
+        """`<file>:<line>:<column>` of one error or warning of falco -V's JSON (line and column
+        as Falco prints them), and whether that file is one of the release's; a release file is
+        named by its name alone (it is staged elsewhere)."""
+        path, position = result_name, ""
+        for loc in (item.get("context") or {}).get("locations") or []:
+            pos = loc.get("position") or {}
+            name = str(pos.get("name") or "")
+            if name and not name.startswith('"'):  # a quoted name is a condition, not a file
+                path, position = name, f":{pos.get('line', 0)}:{pos.get('column', 0)}"
+        mine = path in staged
+        return (os.path.basename(path) if mine else path) + position, mine
 
     # -- switch, reload, health -------------------------------------------------------------
     def switch(self, rid: str) -> None:
@@ -394,114 +633,131 @@ class Host:
         at_fdcwd = -100
         return fn(at_fdcwd, a.encode(), at_fdcwd, b.encode(), RENAME_EXCHANGE) == 0
 
-    def journal(self, unit: str, cursor: str | None, since: float) -> tuple[list[str], str | None]:
+    def journal(self, unit: str, cursor: str | None = None,
+                lines: int = 0) -> tuple[list[dict], str | None]:
+        """The unit's journal entries after `cursor` (or its last `lines` entries), and the
+        cursor of the last one."""
         argv = ["journalctl", "-u", unit, "--no-pager", "-o", "json"]
-        argv += [f"--after-cursor={cursor}"] if cursor else [f"--since=@{int(since) - 1}"]
+        argv += [f"--after-cursor={cursor}"] if cursor else [f"--lines={lines}"]
         _, out, _ = self.run(argv)
-        lines, last = [], cursor
+        entries, last = [], cursor
         for raw in out.splitlines():
             try:
-                entry = json.loads(raw)
+                record = json.loads(raw)
             except ValueError:
                 continue
-            msg = entry.get("MESSAGE")
-            if isinstance(msg, list):  # journald stores non-UTF-8 text as a byte array
-                msg = bytes(msg).decode("utf-8", "replace")
-            lines.append(str(msg or ""))
-            last = entry.get("__CURSOR", last)
-        return lines, last
-
-    def journal_cursor(self, unit: str) -> str | None:
-        _, out, _ = self.run(["journalctl", "-u", unit, "--no-pager", "-o", "json", "-n", "1"])
-        for raw in out.splitlines():
-            try:
-                return json.loads(raw).get("__CURSOR")
-            except ValueError:
-                continue
-        return None
-
-    def standin_state(self) -> dict | None:
-        try:
-            with open(self.params["standin_state_file"], encoding="utf-8") as handle:
-                return json.load(handle)
-        except (OSError, ValueError):
-            return None
+            entries.append(journal_entry(record))
+            last = record.get("__CURSOR", last)
+        return entries, last
 
     def reload_and_check(self, rid: str) -> str:
-        """Switch to `rid`, reload Falco and prove it runs the release; "" when healthy."""
+        """Switch to `rid`, reload Falco and prove from what Falco itself offers (its journal,
+        its unit, its web server) that it runs the release; "" when healthy, else why not.
+        `self.checks` says which checks decided."""
         unit = self.unit()
         running = bool(unit) and self.unit_active()
-        cursor = self.journal_cursor(unit) if running else None
-        since = time.time()
-        since_iso = datetime.fromtimestamp(since, timezone.utc).isoformat(timespec="milliseconds")
+        before = dict(self.unit_facts())
+        # The last start before the switch says whether Falco runs its web server, and where.
+        history, cursor = self.journal(unit, lines=300) if running else ([], None)
         self.switch(rid)
         self.set_record("active", rid)
         if not running:
-            self.findings.append(f"{unit or 'no Falco unit'} is not running: the release is "
-                                 "live on disk and loads when Falco starts")
+            # Nothing to reload: the release loads when Falco starts; the report's status says
+            # that Falco is down.
+            self.checks.append("not reloaded: Falco is not running")
             return ""
-        # The exit code proves nothing: a failed hot restart keeps the process up (shared corpus
-        # README, Falco 0.40), so the journal and the loaded set are what count.
+        # The exit code proves nothing: a failed hot restart keeps the process up and
+        # `systemctl reload` exits 0 (recorded from Falco 0.40).
         self.run(["systemctl", "reload", unit])
-        wanted = sorted((f["name"], f["sha256"]) for f in self.manifest(rid)["files"])
-        deadline = time.time() + self.params["health_timeout"]
-        lines: list[str] = []
+        wanted = sorted(f["name"] for f in self.manifest(rid)["files"])
+        timeout = self.params["health_timeout"]
+        deadline = time.time() + timeout
+        entries: list[dict] = []
         while True:
-            new, cursor = self.journal(unit, cursor, since)
-            lines += new
-            failure = next((ln for ln in lines if RESTART_FAILURE in ln), None)
-            if failure:
-                detail = failure.split(RESTART_FAILURE, 1)[1].lstrip(": ").splitlines()
-                return "Falco refused the reload: " + (detail[0] if detail else RESTART_FAILURE)
-            verdict = self._restart_verdict(lines, wanted)
-            state = self.standin_state()
-            state_verdict = self._standin_verdict(state, since_iso, wanted) if state else "ok"
-            if verdict is not None and state_verdict is not None:
-                if verdict:
-                    return verdict
-                if state_verdict != "ok":
-                    return state_verdict
-                if not self.unit_active():
-                    return f"{unit} is not active after the reload"
-                return ""
+            new, cursor = self.journal(unit, cursor)
+            entries += new
+            outcomes, pending, reload_at = reload_outcomes(entries)
+            ours = [o for o in outcomes if reload_at is not None and o["start"] > reload_at]
+            facts = self.unit_facts(refresh=True)
+            if facts["main_pid"] != before["main_pid"] or facts["active"] != "active":
+                return (f"{unit} did not stay up during the reload: {facts['active']} "
+                        f"({facts['sub']}), MainPID {before['main_pid']} -> {facts['main_pid']}"
+                        + self._journal_tail(entries))
+            if ours:
+                outcome = ours[0]
+                self.checks.append(f"journal: the reload that followed `systemctl reload {unit}`")
+                break
             if time.time() > deadline:
-                timeout = self.params["health_timeout"]
+                if outcomes and not pending:
+                    # The switch itself made Falco reload (watch_config_files) and the signal
+                    # came while that reload was finishing: judge the reload after the switch.
+                    outcome = outcomes[-1]
+                    self.checks.append("journal: the reload Falco started by itself after the "
+                                       "switch (none followed `systemctl reload`)")
+                    break
+                if not any(e["ident"] != "systemd" for e in entries):
+                    return (f"no Falco line in the journal of {unit} within {timeout:g} s of "
+                            "the reload: the reload cannot be proven (Falco logs through "
+                            "syslog; is log_syslog off?)")
                 return f"Falco did not finish a reload within {timeout:g} s of the switch"
             time.sleep(0.1)
+        if not outcome["ok"]:
+            return "Falco refused the reload: " + report_summary(outcome["detail"])
+        problem = self._loaded_problem(outcome["loaded"], wanted)
+        if problem:
+            return problem
+        self.checks.append(f"unit: {unit} active, MainPID {before['main_pid']} kept")
+        return self._webserver_problem(outcome["webserver"], last_webserver(history), deadline)
 
-    def _restart_verdict(self, lines: list[str], wanted) -> str | None:
-        """None while no restart has completed since the switch; "" when the journal shows the
-        release's files loaded (or does not list files); otherwise the mismatch."""
-        begin = max((i for i, ln in enumerate(lines) if RESTART_BEGIN in ln), default=-1)
-        if begin < 0:
-            return None
-        tail = lines[begin:]
-        if not any(RESTART_DONE.match(ln) for ln in tail):
-            return None
+    def _loaded_problem(self, loaded: list[str], wanted: list[str]) -> str:
+        """The files a restart listed from rules_dir, against the release's: "" when the same."""
         prefix = self.rules_dir + "/"
-        listed = [m.group(1) for m in map(LOADED_FILE.match, tail) if m]
-        if not listed:
-            return ""
-        names = sorted(p[len(prefix):] for p in listed if p.startswith(prefix))
-        expected = [n for n, _ in wanted]
-        if names != expected:
-            return f"Falco loaded {names or 'no files'} from {self.rules_dir}, expected {expected}"
+        names = sorted(p[len(prefix):] for p in loaded if p.startswith(prefix))
+        if names != wanted:
+            return (f"Falco loaded {names or 'no files'} from {self.rules_dir}, expected "
+                    f"{wanted}")
+        # rules_dir is the release's symlink and the release is complete (manifest written after
+        # validation), so the same names are the release's files.
+        self.checks.append(f"journal: Falco loaded the release's {len(names)} file(s) from "
+                           f"{self.rules_dir}")
         return ""
 
-    def _standin_verdict(self, state: dict, since_iso: str, wanted) -> str | None:
-        """The stand-in's state file: None until a reload finished after the switch."""
-        last = state.get("last_reload") or {}
-        if not last or str(last.get("at", "")) < since_iso:
-            return None
-        if last.get("result") != "ok":
-            detail = str(last.get("error") or "").splitlines()
-            return "Falco refused the reload: " + (detail[0] if detail else "failed")
-        prefix = self.rules_dir + "/"
-        loaded = sorted((f["path"][len(prefix):], f["sha256"]) for f in state.get("rules_files", [])
-                        if f.get("path", "").startswith(prefix))
-        if loaded != wanted:
-            return "Falco runs other rules than the release (sha256 of the loaded files differ)"
-        return "ok"
+    def _webserver_problem(self, now: str, before: str, deadline: float) -> str:
+        """Falco's web server after a restart (`Starting health webserver ... listening on
+        ADDR:PORT`): it must answer /healthz with {"status": "ok"} and /versions with Falco's
+        versions. "" when it does, or when it is off."""
+        if not now:
+            if before:
+                return (f"Falco's web server (listening on {before} before the reload) did not "
+                        "start again: no `Starting health webserver` line after the restart")
+            self.checks.append("web server: off (no `Starting health webserver` line)")
+            return ""
+        host, port = now.rsplit(":", 1)
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else host.strip("[]")
+        if host in ("::", ""):
+            host = "::1"
+        last = "no answer"
+        while True:
+            status, body = http_get(host, int(port), "/healthz")
+            if status == 200 and _json_field(body, "status") == "ok":
+                status, body = http_get(host, int(port), "/versions")
+                version = _json_field(body, "falco_version")
+                if status == 200 and version:
+                    self.checks.append(f"web server: /healthz ok and /versions says Falco "
+                                       f"{version} on {host}:{port}")
+                    return ""
+                last = f"/versions answered {status or 'nothing'}"
+            else:
+                last = (f"/healthz answered {status}: {body[:80]!r}" if status
+                        else f"/healthz: {body}")
+            if time.time() > deadline:
+                return (f"Falco's web server on {host}:{port} is not healthy after the reload "
+                        f"({last})")
+            time.sleep(0.2)
+
+    def _journal_tail(self, entries: list[dict], count: int = 3) -> str:
+        lines = [e["message"].splitlines()[0] for e in entries if e["message"].strip()][-count:]
+        return (": " + " | ".join(lines)) if lines else ""
 
     def prune(self, keep: int, protect: set[str]) -> list[str]:
         removed = []
@@ -543,13 +799,42 @@ def build_files(release: dict) -> dict[str, bytes]:
 
 
 
+# Statuses that say Falco itself does not protect the host, whatever its rules: the wrapper
+# gives each its own verdict (falco_deploy.results).
+NO_FALCO, FALCO_DOWN, RULES_MISSING = "no_falco", "falco_down", "rules_missing"
+
+
+def health_status(h: Host) -> tuple[str, str]:
+    """("ok", "") when Falco is installed, running and has its rules folder; otherwise the
+    status that says what is wrong and the one-line reason."""
+    state, why = h.falco_state()
+    if state == "missing":
+        return NO_FALCO, why
+    if state != "running":
+        return FALCO_DOWN, why
+    rules = h.rules_dir_state()
+    if rules == "dangling":
+        return RULES_MISSING, (f"{h.rules_dir} is a dangling symlink (to "
+                               f"{os.readlink(h.rules_dir)}): Falco loads no rules from it")
+    if rules == "missing":
+        return RULES_MISSING, f"{h.rules_dir} does not exist: Falco loads no rules from it"
+    return "ok", ""
+
+
 def report(h: Host, status: str = "ok", reason: str = "", validation: list | None = None,
-           plan: list | None = None) -> dict:
-    """The host's report as the role's tasks and the wrapper read it (the module's `result`)."""
+           plan: list | None = None, check_mode: bool = False) -> dict:
+    """The host's report as the role's tasks and the wrapper read it (the module's `result`).
+
+    A run that went well ("ok") still reports a Falco that is missing, not running or without
+    its rules folder: a host in that state is not protected, whatever was deployed. Check mode
+    keeps "ok" (an install --check has not installed Falco yet)."""
+    if status == "ok" and not check_mode:
+        status, reason = health_status(h)
     active = h.active()
     manifest = h.manifest(active) if active else None
     drift = h.drift(active) if active else (
         [h.rules_dir] if os.path.isdir(h.rules_dir) and os.listdir(h.rules_dir) else [])
+    facts = h.unit_facts()
     return {
         "status": status,
         "reason": reason,
@@ -557,6 +842,11 @@ def report(h: Host, status: str = "ok", reason: str = "", validation: list | Non
         "falco_version": h.falco_version(),
         "driver": h.engine_kind(),
         "service": h.service_state(),
+        "falco_state": h.falco_state()[0],
+        "main_pid": facts["main_pid"],
+        "restarts": facts["restarts"],
+        "rules_dir_state": h.rules_dir_state(),
+        "health_checks": h.checks,
         "release": active,
         "release_sha256": (manifest or {}).get("sha256", ""),
         "previous_release": h.record("previous") if active else "",
