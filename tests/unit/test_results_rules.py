@@ -118,6 +118,58 @@ def test_status_failure_outranks_drift():
     assert run_result("status", events).exit_code == ExitCode.OK
 
 
+DOWN = "falco-modern-bpf.service inactive (dead): Falco is not running"
+
+
+def test_status_tells_falco_down_missing_and_rules_missing_apart():
+    events = [rules_report("a"),
+              rules_report("b", status="falco_down", reason=DOWN),
+              rules_report("c", status="no_falco",
+                           reason="no falco binary on this host (Falco is not installed)"),
+              rules_report("d", status="rules_missing",
+                           reason="/etc/falco/rules.d is a dangling symlink (to /gone): Falco "
+                                  "loads no rules from it"),
+              rules_report("e", status="falco_down", reason="falco-modern-bpf.service "
+                           "activating (auto-restart): restarting in a loop (7 restarts)"),
+              stats(processed={h: 1 for h in "abcde"})]
+    run = run_result("status", events)
+    got = {h.host: (h.verdict, h.reason) for h in run.hosts}
+    assert got["a"] == (Verdict.IN_SYNC, "")
+    assert got["b"] == (Verdict.FALCO_DOWN, DOWN)
+    assert got["c"][0] == Verdict.NO_FALCO
+    assert got["d"][0] == Verdict.RULES_MISSING and "dangling" in got["d"][1]
+    assert got["e"][0] == Verdict.FALCO_DOWN and "restarting in a loop" in got["e"][1]
+    doc = run.to_envelope()
+    assert doc["exit_code"] == ExitCode.UNPROTECTED == 8
+    assert doc["exit_status"] == "unprotected"
+    assert doc["hosts"][1]["reason"] == DOWN
+    assert (doc["summary"]["falco_down"], doc["summary"]["no_falco"],
+            doc["summary"]["rules_missing"]) == (2, 1, 1)
+
+
+def test_a_dead_falco_outranks_drift_and_unreachable_hosts():
+    events = [rules_report("a", drift=True, drift_files=["x"]),
+              rules_report("b", status="falco_down", reason=DOWN),
+              unreachable("c", "Read", "gone"),
+              stats(dark={"c": 1}, processed={"a": 1, "b": 1, "c": 1})]
+    assert run_result("status", events).exit_code == ExitCode.UNPROTECTED
+
+
+@pytest.mark.parametrize("command", ["rules deploy", "rollback"])
+def test_a_deploy_that_went_live_on_a_stopped_falco_says_so(command):
+    events = [ok("a", "Deploy the release", changed=True),
+              rules_report("a", status="falco_down", reason=DOWN),
+              rules_report("b", status="falco_down", reason=DOWN),
+              rules_report("c", status="no_falco", reason="no falco binary"),
+              stats(processed={"a": 1, "b": 1, "c": 1})]
+    run = run_result(command, events)
+    got = {h.host: h.verdict for h in run.hosts}
+    assert got == {"a": Verdict.DEPLOYED_FALCO_DOWN, "b": Verdict.FALCO_DOWN,
+                   "c": Verdict.NO_FALCO}
+    assert run.exit_code == ExitCode.UNPROTECTED
+    assert run.to_envelope()["summary"]["deployed_falco_down"] == 1
+
+
 def test_status_json_lists_what_each_host_runs():
     events = [rules_report("a", drift=True, drift_files=["/etc/falco/rules.d/x.yaml"])]
     doc = json.loads(json.dumps(run_result("status", events).to_envelope()))
@@ -127,7 +179,8 @@ def test_status_json_lists_what_each_host_runs():
     assert host["unit_state"] == "active"
     assert host["release"] == RELEASE_NEW and host["release_sha256"] == SHA_NEW
     assert host["drift"] is True and host["drift_files"] == ["/etc/falco/rules.d/x.yaml"]
-    assert doc["summary"] == {"hosts": 1, "in_sync": 0, "drifted": 1, "skipped": 0,
+    assert doc["summary"] == {"hosts": 1, "in_sync": 0, "drifted": 1, "no_falco": 0,
+                              "falco_down": 0, "rules_missing": 0, "skipped": 0,
                               "failed": 0, "unreachable": 0, "not_run": 0, "changed_tasks": 0}
 
 
@@ -140,8 +193,9 @@ def test_deploy_envelope_adds_release_keys_and_counts_its_verdicts():
     assert (a["release"], a["previous_release"], a["release_sha256"]) == (
         RELEASE_NEW, RELEASE_OLD, SHA_NEW)
     assert doc["summary"] == {"hosts": 2, "deployed": 1, "unchanged": 0, "would_change": 0,
-                              "refused": 1, "rolled_back": 0, "skipped": 0, "failed": 0,
-                              "unreachable": 0, "not_run": 0, "changed_tasks": 1}
+                              "refused": 1, "rolled_back": 0, "deployed_falco_down": 0,
+                              "no_falco": 0, "falco_down": 0, "rules_missing": 0, "skipped": 0,
+                              "failed": 0, "unreachable": 0, "not_run": 0, "changed_tasks": 1}
     assert doc["exit_code"] == ExitCode.PARTIAL
     assert "validation" not in doc
 

@@ -55,6 +55,8 @@ Exit codes (each command's --help says which it uses):
   5  environment: Ansible, playbooks or Falco missing on this machine
   6  drift (status): live rules differ from the active release's manifest
   7  detection missed (verify): an expected rule did not fire
+  8  unprotected (status, rules deploy, rollback): on some host Falco is
+     not installed, not running, restarting in a loop, or has no rules folder
   130  interrupted (Ctrl-C)
 """
 
@@ -183,13 +185,6 @@ def _error_result(ctx: click.Context, options: Any, exc: FalcoDeployError) -> An
                      finished=now, error=error, exit_code=exc.exit_code)
 
 
-def _write_json(document: dict) -> None:
-    import json
-    import sys
-
-    sys.stdout.write(json.dumps(document, indent=2) + "\n")
-
-
 def _lazy(module: str) -> Any:
     """A command module, imported only when its command runs (keeps `--help` fast)."""
     import importlib
@@ -277,6 +272,9 @@ Exit codes:
      were not run because an earlier --serial batch failed
   4  failed: no host succeeded (or no host matched)
   5  environment: ansible-playbook, the playbooks or the base rules are missing
+  8  unprotected: on some host Falco is not installed (no falco) or not
+     running (falco down; "deployed, falco down" when the release went live
+     on disk anyway)
   130  interrupted (Ctrl-C)
 """
 
@@ -310,7 +308,7 @@ def rules_deploy(ctx: click.Context, rules_sources: tuple[str, ...], serial: str
     over the complete effective set, switches /etc/falco/rules.d atomically, reloads Falco and
     checks its health, switching back if that fails.
     Summary verdicts: deployed, unchanged, would change, refused: reason, rolled back: reason,
-    skipped, failed, unreachable, not run.
+    deployed, falco down, no falco, falco down, skipped, failed, unreachable, not run.
     """
     command = _lazy("rules_deploy")
     options = command.RulesDeployOptions(
@@ -329,6 +327,9 @@ Exit codes:
      after a failed health check, failed or were unreachable
   4  failed: no host succeeded (or no host matched)
   5  environment: ansible-playbook or the playbooks cannot be found
+  8  unprotected: on some host Falco is not installed (no falco) or not
+     running (falco down; "deployed, falco down" when the release went live
+     on disk anyway)
   130  interrupted (Ctrl-C)
 """
 
@@ -366,6 +367,9 @@ Exit codes:
   5  environment: ansible-playbook or the playbooks cannot be found
   6  drift: every host answered, but on some the live rules differ from
      the active release's manifest (edited out of band)
+  8  unprotected: on some host Falco is not installed (no falco), not
+     running or restarting in a loop (falco down), or /etc/falco/rules.d is
+     missing or a dangling symlink (rules missing); outranks 3 and 6
   130  interrupted (Ctrl-C)
 """
 
@@ -375,7 +379,11 @@ Exit codes:
 @click.pass_context
 def status(ctx: click.Context, **kwargs: Any) -> None:
     """Show per host: Falco version, engine kind, unit state, active rules release (id and
-    manifest hash) and drift (live rules that differ from that release). Changes nothing."""
+    manifest hash) and drift (live rules that differ from that release). Changes nothing.
+
+    Verdicts: in sync, drifted, no falco, falco down (not running, or restarting in a loop),
+    rules missing (/etc/falco/rules.d missing or a dangling symlink), failed, unreachable.
+    """
     command = _lazy("status")
     _run_and_render(ctx, command.run, command.StatusOptions(**_common(kwargs)))
 
@@ -384,14 +392,16 @@ def status(ctx: click.Context, **kwargs: Any) -> None:
 
 _VERIFY_EXIT_CODES_HELP = """\b
 Exit codes:
-  0  every scenario ran; every expected detection fired in time
-  2  bad usage: missing inventory, unknown --scenario, bad option or -e value
-  3  partial: no detection missed, but some scenarios or hosts did not run
-     (no docker, image missing, unreachable, failed)
+  0  every scenario ran; every attack was detected in time (by any rule)
+  2  bad usage: missing inventory, unknown --scenario, bad catalogue, bad
+     option or -e value, --junit not writable
+  3  partial: no attack missed, but some scenarios or hosts did not run
+     (no docker, image missing, the kernel refused a precondition,
+     unreachable, failed)
   4  failed: no scenario ran on any host (or no host matched)
   5  environment: ansible-playbook or the playbooks cannot be found
-  7  detection missed: an expected rule did not fire (or fired after
-     --timeout) on at least one host
+  7  detection missed: on at least one host an attack raised no alert with
+     its technique within --timeout
   130  interrupted (Ctrl-C); scenario containers remove themselves
 False positives (our rules firing on benign scenarios) are reported and
 written to --junit, but do not change the exit code.
@@ -403,47 +413,27 @@ written to --junit, but do not change the exit code.
 @click.option("--scenario", "scenarios", multiple=True, metavar="NAME",
               help="Run only this scenario (repeatable; default: all of the catalogue).")
 @click.option("--timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
-              metavar="SECONDS", help="How long after the scenarios to wait for alerts; an "
-                                      "alert later than this after its trigger counts as missed.")
+              metavar="SECONDS", help="Seconds after an attack within which Falco must alert; "
+                                      "also the longest wait for alerts after the scenarios.")
 @click.option("--junit", metavar="FILE", help="Also write a JUnit XML report here.")
 @click.option("--catalogue", metavar="FILE",
-              help="A site's own scenarios.yaml instead of the packaged catalogue.")
+              help="A site's own scenario catalogue instead of the falco_verify role's "
+                   "files/scenarios.yml.")
 @click.pass_context
-def verify(ctx: click.Context, **kwargs: Any) -> None:
-    """Prove that Falco's rules fire: on every Docker host, run attack scenarios (and a benign
-    set) in throwaway containers and match the alerts Falco raised for them.
+def verify(ctx: click.Context, scenarios: tuple[str, ...], timeout: float, junit: str | None,
+           catalogue: str | None, **kwargs: Any) -> None:
+    """Prove that Falco detects attacks: on every Docker host, run attack scenarios (and a
+    benign set) in throwaway containers and judge the alerts Falco raised on each container.
 
-    Reports per host and scenario: fired (rules, seconds from trigger to alert), missed,
-    not run (why) or false positive. Needs Falco's JSON file_output, which `install` sets up.
+    An attack is detected when an alert of any rule, ours or upstream's, carries its MITRE
+    technique. Reports per host and scenario: detected (by which rule, seconds from the attack
+    to the alert, whether our rule fired or was covered by another), missed, not run (why), or
+    a false positive of our rules. Needs Falco's JSON file_output, which `install` sets up.
     """
-    import sys
-
-    from falco_deploy import render
-    from falco_deploy.verify import report
-
     command = _lazy("verify")
-    options = command.VerifyOptions(
-        inventory=list(kwargs["inventory"]), scenarios=list(kwargs["scenarios"]),
-        timeout=kwargs["timeout"], junit=kwargs["junit"], limit=kwargs["limit"],
-        extra_vars=list(kwargs["extra_vars"]), output=kwargs["output"],
-        catalogue=kwargs["catalogue"], project_dir=kwargs["project_dir"],
-        artifacts_dir=kwargs["artifacts_dir"], verbosity=kwargs["verbosity"])
-    as_json = options.output == "json"
-    console = render.make_console(sys.stderr if as_json else sys.stdout)
-    try:
-        with render.Progress(console, verbosity=options.verbosity) as progress:
-            outcome = command.run(options, on_event=progress)
-    except FalcoDeployError as exc:
-        if as_json:
-            # As for the other commands: the document also when nothing ran; the message and
-            # hint still go to stderr.
-            _write_json(command.error_outcome(options, exc).to_envelope())
-        raise
-    if as_json:
-        _write_json(outcome.to_envelope())
-    else:
-        report.render_text(outcome, console)
-    ctx.exit(int(outcome.exit_code))
+    options = command.VerifyOptions(**_common(kwargs), scenarios=list(scenarios),
+                                    timeout=timeout, junit=junit, catalogue=catalogue)
+    _run_and_render(ctx, command.run, options)
 
 
 def main() -> None:

@@ -18,4 +18,9 @@ class ExitCode(IntEnum):
     # late) on at least one host. Takes precedence over PARTIAL: a detection gap is the finding
     # a CI job must not let pass, even when other hosts could not run the scenarios.
     DETECTION_MISSED = 7
+    # `status`, `rules deploy`, `rollback`: a host answered, but Falco does not protect it: not
+    # installed, not running or restarting in a loop, or its rules folder is missing or a
+    # dangling symlink (also after a deploy that went live on disk). Outranks PARTIAL and DRIFT:
+    # a dead Falco is the worst state a host can be in.
+    UNPROTECTED = 8
     INTERRUPTED = 130  # Ctrl-C

@@ -32,6 +32,13 @@ _VERDICT_STYLE = {
     Verdict.FAILED: "bold red",
     Verdict.UNREACHABLE: "bold red",
     Verdict.NOT_RUN: "red",
+    Verdict.NO_FALCO: "bold red",
+    Verdict.FALCO_DOWN: "bold red",
+    Verdict.RULES_MISSING: "bold red",
+    Verdict.DEPLOYED_FALCO_DOWN: "bold red",
+    Verdict.VERIFIED: "green",
+    Verdict.MISSED: "bold red",
+    Verdict.INCOMPLETE: "yellow",
 }
 
 _EXIT_MEANING = {
@@ -40,6 +47,8 @@ _EXIT_MEANING = {
     ExitCode.PARTIAL: "some hosts failed, were skipped or were unreachable",
     ExitCode.FAILED: "no host succeeded",
     ExitCode.DRIFT: "every host answered; some live rules differ from their release manifest",
+    ExitCode.UNPROTECTED: "on some host Falco is not installed, not running or has no rules",
+    ExitCode.DETECTION_MISSED: "on some host an attack went undetected",
 }
 
 # Wide enough that a host's reason stays on one line in CI logs, where there is no terminal width.
@@ -193,6 +202,77 @@ _COLUMNS: dict[str, list[_Column]] = {
 _COLUMNS["rollback"] = _COLUMNS["rules deploy"]
 
 
+def _counts(h: HostResult) -> dict[str, int]:
+    counts = h.details.get("counts")
+    return counts if isinstance(counts, dict) else {}
+
+
+def _detected(h: HostResult) -> str:
+    scenarios = h.details.get("scenarios") or []
+    attacks = sum(1 for s in scenarios if s.get("kind") == "attack")
+    return f"{_counts(h).get('detected', 0)}/{attacks}" if scenarios else "-"
+
+
+def _ours(h: HostResult) -> str:
+    scenarios = [s for s in h.details.get("scenarios") or [] if s.get("kind") == "attack"
+                 and s.get("status") == "detected"]
+    return f"{sum(1 for s in scenarios if s.get('ours_fired'))}/{len(scenarios)}" \
+        if scenarios else "-"
+
+
+_COLUMNS["verify"] = [
+    ("docker", lambda h: str(h.details.get("docker_version") or "-"), "left"),
+    ("detected", _detected, "right"),
+    ("ours fired", _ours, "right"),
+]
+
+_SCENARIO_STYLE = {"detected": "green", "clean": "green", "missed": "bold red",
+                   "false_positive": "yellow", "not_run": "red"}
+
+
+def _seconds(value: Any) -> str:
+    return "?" if value is None else f"{value:.2f} s"
+
+
+def scenario_cell(scenario: dict[str, Any]) -> str:
+    """The rules that fired on one scenario's container and what that means, one per line."""
+    status = scenario.get("status")
+    if status == "not_run":
+        return str(scenario.get("reason") or "not run")
+    lines = []
+    for hit in scenario.get("rules") or []:
+        mark = "" if status != "detected" or hit.get("techniques") else "also: "
+        whose = "ours" if hit.get("ours") else "not ours"
+        lines.append(f"{mark}{hit['rule']} ({whose}, {_seconds(hit.get('latency_s'))})")
+    for expected in scenario.get("expected") or []:
+        if expected["status"] == "covered":
+            lines.append(f"our {expected['rule']}: silent, covered by {expected['by']}")
+        elif expected["status"] == "silent":
+            lines.append(f"our {expected['rule']}: silent")
+    if status in ("missed", "false_positive"):
+        lines.append(str(scenario.get("reason") or ""))
+    return "\n".join(line for line in lines if line) or "-"
+
+
+def scenario_table(result: RunResult) -> Table | None:
+    """verify: one row per host and scenario."""
+    rows = [(h.host, s) for h in result.hosts for s in h.details.get("scenarios") or []]
+    if not rows:
+        return None
+    table = Table(title=f"Scenarios (run {(result.verify or {}).get('run_id', '')})",
+                  title_justify="left")
+    table.add_column("host", no_wrap=True)
+    table.add_column("scenario", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    table.add_column("rules that fired (seconds from the attack) / why")
+    for host, scenario in rows:
+        status = str(scenario.get("status"))
+        table.add_row(host, str(scenario.get("scenario")),
+                      Text(status.replace("_", " "), style=_SCENARIO_STYLE.get(status, "")),
+                      Text(scenario_cell(scenario)))
+    return table
+
+
 def summary_table(result: RunResult) -> Table:
     columns = _COLUMNS[result.command]
     table = Table()
@@ -217,6 +297,9 @@ def render_summary(result: RunResult, console: Console) -> None:
         _line(console, result.validation_text)
     if result.hosts:
         console.print(summary_table(result))
+    scenarios = scenario_table(result)
+    if scenarios is not None:
+        console.print(scenarios)
     findings = [(h.host, f) for h in result.hosts for f in h.findings]
     if findings:
         console.print("Findings:", style="bold")
@@ -235,6 +318,8 @@ def render_summary(result: RunResult, console: Console) -> None:
             _line(console, f"  {host}: {path}")
     if result.error:
         console.print(Text("Error: ", style="bold red") + Text(result.error), soft_wrap=True)
+    if result.verify and result.verify.get("junit"):
+        _line(console, f"JUnit: {result.verify['junit']}")
     if result.artifacts_dir:
         _line(console, f"Artifacts: {result.artifacts_dir}")
     code = ExitCode(result.exit_code)

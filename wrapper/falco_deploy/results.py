@@ -39,14 +39,40 @@ class Verdict(str, enum.Enum):
     FAILED = "failed"
     UNREACHABLE = "unreachable"
     NOT_RUN = "not run"  # --serial: an earlier batch failed, so this host's batch never started
+    # Falco itself does not protect the host (the module's health statuses):
+    NO_FALCO = "no falco"  # Falco is not installed
+    FALCO_DOWN = "falco down"  # not running, or restarting in a loop
+    RULES_MISSING = "rules missing"  # the rules folder is missing or a dangling symlink
+    DEPLOYED_FALCO_DOWN = "deployed, falco down"  # the release went live on a stopped Falco
+    # verify: every attack that ran was detected / one went undetected / some could not run
+    VERIFIED = "verified"
+    MISSED = "missed"
+    INCOMPLETE = "incomplete"
 
     @property
     def good(self) -> bool:
         return self in (Verdict.INSTALLED, Verdict.DEPLOYED, Verdict.UNCHANGED,
-                        Verdict.WOULD_CHANGE, Verdict.IN_SYNC)
+                        Verdict.WOULD_CHANGE, Verdict.IN_SYNC, Verdict.VERIFIED)
+
+    @property
+    def key(self) -> str:
+        """The verdict as a JSON key of the summary: "would_change", "deployed_falco_down"."""
+        return "_".join(self.value.replace(",", " ").split())
+
+    @property
+    def unprotected(self) -> bool:
+        return self in (Verdict.NO_FALCO, Verdict.FALCO_DOWN, Verdict.RULES_MISSING,
+                        Verdict.DEPLOYED_FALCO_DOWN)
 
 
-_RULES_KEYS = ("release", "release_sha256", "previous_release", "drift", "drift_files")
+# falco_deploy_result.status values of a host whose Falco does not protect it, and the verdict
+# each one gets (module_utils/falco_rules_host.py, health_status).
+_HEALTH_STATUS = {"no_falco": Verdict.NO_FALCO, "falco_down": Verdict.FALCO_DOWN,
+                  "rules_missing": Verdict.RULES_MISSING}
+
+
+_RULES_KEYS = ("release", "release_sha256", "previous_release", "drift", "drift_files",
+               "falco_state", "rules_dir_state", "health_checks")
 
 
 @dataclass(frozen=True)
@@ -58,6 +84,8 @@ class Profile:
     verdicts: tuple[Verdict, ...]  # what the summary counts, in table order
     report_keys: tuple[str, ...] = ()  # falco_deploy_result keys copied into a host's JSON
     drift_is_news: bool = False  # status: an ok host whose report says drift is DRIFTED
+    # falco_deploy_result.status values of this command's own and the verdict of each.
+    statuses: tuple[tuple[str, Verdict], ...] = ()
 
     @property
     def slug(self) -> str:
@@ -65,9 +93,10 @@ class Profile:
         return self.command.replace(" ", "-")
 
 
+_UNPROTECTED = (Verdict.NO_FALCO, Verdict.FALCO_DOWN, Verdict.RULES_MISSING)
 _DEPLOY_VERDICTS = (Verdict.DEPLOYED, Verdict.UNCHANGED, Verdict.WOULD_CHANGE, Verdict.REFUSED,
-                    Verdict.ROLLED_BACK, Verdict.SKIPPED, Verdict.FAILED, Verdict.UNREACHABLE,
-                    Verdict.NOT_RUN)
+                    Verdict.ROLLED_BACK, Verdict.DEPLOYED_FALCO_DOWN, *_UNPROTECTED,
+                    Verdict.SKIPPED, Verdict.FAILED, Verdict.UNREACHABLE, Verdict.NOT_RUN)
 PROFILES = {
     # install's summary and host keys are pinned by tests/unit/test_json_envelope.py.
     "install": Profile("install", Verdict.INSTALLED,
@@ -76,9 +105,19 @@ PROFILES = {
     "rules deploy": Profile("rules deploy", Verdict.DEPLOYED, _DEPLOY_VERDICTS, _RULES_KEYS),
     "rollback": Profile("rollback", Verdict.DEPLOYED, _DEPLOY_VERDICTS, _RULES_KEYS),
     "status": Profile("status", Verdict.IN_SYNC,
-                      (Verdict.IN_SYNC, Verdict.DRIFTED, Verdict.SKIPPED, Verdict.FAILED,
-                       Verdict.UNREACHABLE, Verdict.NOT_RUN),
+                      (Verdict.IN_SYNC, Verdict.DRIFTED, *_UNPROTECTED, Verdict.SKIPPED,
+                       Verdict.FAILED, Verdict.UNREACHABLE, Verdict.NOT_RUN),
                       _RULES_KEYS + ("engine_kind", "unit_state"), drift_is_news=True),
+    # roles/falco_verify/tasks/report.yml: per host the judged scenarios and their counts.
+    "verify": Profile("verify", Verdict.VERIFIED,
+                      (Verdict.VERIFIED, Verdict.MISSED, Verdict.INCOMPLETE, Verdict.NOT_RUN,
+                       Verdict.FAILED, Verdict.UNREACHABLE),
+                      ("verify_run_id", "scenarios", "counts", "docker_version", "image",
+                       "alert_file", "alert_file_exists", "alert_file_events", "alerts_ignored",
+                       "internal_documents", "containers_removed", "stale_containers_removed"),
+                      statuses=(("verified", Verdict.VERIFIED), ("missed", Verdict.MISSED),
+                                ("incomplete", Verdict.INCOMPLETE),
+                                ("not_run", Verdict.NOT_RUN))),
 }
 
 
@@ -162,15 +201,23 @@ class HostResult:
 def exit_code_for(hosts: list[HostResult]) -> ExitCode:
     """OK when every host is good, PARTIAL when some are, FAILED when none are (or none ran).
 
+    DETECTION_MISSED first (verify: an attack went undetected on some host), then UNPROTECTED:
+    some host answered and its Falco is not installed, not running or has no rules folder.
     DRIFT when no host is bad but some drifted (status): every host answered, the fleet is not
     what its manifests say. A failed or unreachable host outranks drift."""
+    if any(h.verdict == Verdict.MISSED for h in hosts):
+        return ExitCode.DETECTION_MISSED
+    if any(h.verdict.unprotected for h in hosts):
+        return ExitCode.UNPROTECTED
     good = sum(1 for h in hosts if h.verdict.good)
     drifted = sum(1 for h in hosts if h.verdict == Verdict.DRIFTED)
+    # verify: a host where some scenarios ran and were all detected is partly good.
+    incomplete = sum(1 for h in hosts if h.verdict == Verdict.INCOMPLETE)
     if hosts and good == len(hosts):
         return ExitCode.OK
     if hosts and good + drifted == len(hosts):
         return ExitCode.DRIFT
-    if good or drifted:
+    if good or drifted or incomplete:
         return ExitCode.PARTIAL
     return ExitCode.FAILED
 
@@ -189,6 +236,8 @@ class RunResult:
     # ({"ok", "falco_version", "base", "files", "falco_load_results"}); None for other commands.
     validation: dict[str, Any] | None = None
     validation_text: str | None = None  # the validator's human output, for the text summary
+    # verify: the run as a whole ({"run_id", "timeout_s", "scenarios", "catalogue", "junit"}).
+    verify: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.exit_code is None:
@@ -201,10 +250,17 @@ class RunResult:
     def summary(self) -> dict[str, int]:
         counts = {"hosts": len(self.hosts)}
         for verdict in self.profile.verdicts:
-            counts[verdict.value.replace(" ", "_")] = 0
+            counts[verdict.key] = 0
         for h in self.hosts:
-            counts[h.verdict.value.replace(" ", "_")] += 1
+            counts[h.verdict.key] += 1
         counts["changed_tasks"] = sum(h.changed for h in self.hosts)
+        per_scenario = [h.details["counts"] for h in self.hosts
+                        if isinstance(h.details.get("counts"), dict)]
+        if self.command == "verify":
+            # Scenarios over all hosts, by status (detected, missed, not_run, clean, ...).
+            counts["scenarios"] = {key: sum(int(c.get(key) or 0) for c in per_scenario)
+                                   for key in ("detected", "missed", "not_run", "clean",
+                                               "false_positive")}
         return counts
 
     def to_envelope(self) -> dict[str, Any]:
@@ -227,6 +283,8 @@ class RunResult:
         }
         if self.validation is not None:
             doc["validation"] = self.validation
+        if self.verify is not None:
+            doc["verify"] = self.verify
         return doc
 
 
@@ -407,6 +465,15 @@ class EventCollector:
             result.verdict = Verdict.REFUSED if status == "refused" else Verdict.ROLLED_BACK
             result.reason = (_first_line(report.get("reason"))
                              or host.failure.split(": ", 1)[-1] or status.replace("_", " "))
+        elif status in dict(profile.statuses):
+            result.verdict = dict(profile.statuses)[status]
+            result.reason = _first_line(report.get("reason"))
+        elif status in _HEALTH_STATUS:
+            result.verdict = _HEALTH_STATUS[status]
+            if status == "falco_down" and host.counts.changed and not self.check_mode \
+                    and profile.changed == Verdict.DEPLOYED:
+                result.verdict = Verdict.DEPLOYED_FALCO_DOWN
+            result.reason = _first_line(report.get("reason")) or status.replace("_", " ")
         elif self._failed_for_good(host):
             result.reason = host.failure or "failed"
         elif host.report is None:

@@ -14,9 +14,13 @@ short_description: Run falco-deploy verify scenarios in throwaway Docker contain
 description:
   - C(action=probe) says whether the docker CLI exists, the daemon answers and the scenario image
     is present (it is never pulled), and removes exited scenario containers of earlier runs.
-  - C(action=run) runs each scenario with C(docker run --rm) in a container named
-    C(purple-<run_id>-<scenario>) and labelled with the run id, and records the trigger time with
-    this host's clock (nanoseconds since the epoch, taken right before C(docker run)). The daemon
+  - C(action=run) checks the C(catalogue) (the role's files/scenarios.yml, parsed), picks the
+    scenarios C(names) (all when empty) and runs each with C(docker run --rm) in a container
+    named C(purple-<run_id>-<scenario>) and labelled with the run id. The script gets two shell
+    functions: C(purple_trigger) prints this host's clock (nanoseconds since the epoch) right
+    before the attack, which is the trigger time (C(trigger_source=attack)); without it the time
+    right before C(docker run) is (C(trigger_source=docker run)). C(purple_not_run REASON) ends
+    the script and reports the scenario not run (the kernel refused a precondition). The daemon
     removes each container when its script ends, even if this module is killed; the module also
     removes it by name when the script ran past C(scenario_timeout).
   - C(action=cleanup) force-removes every container labelled with the run id and reports what is
@@ -33,11 +37,13 @@ options:
   run_id:
     description: Run id; container names and labels carry it (run and cleanup).
     type: str
-  scenarios:
-    description: Scenarios to run, each with C(name), C(script) (run by /bin/sh -c) and
-      C(docker_args) (extra docker run arguments).
+  catalogue:
+    description: The scenario catalogue (version, scenarios, benign), as parsed from its YAML.
+    type: dict
+  names:
+    description: Scenarios to run, in this order; empty runs the whole catalogue.
     type: list
-    elements: dict
+    elements: str
     default: []
   scenario_timeout:
     description: Seconds a scenario container may run before it is removed by force.
@@ -52,10 +58,8 @@ EXAMPLES = r"""
     action: run
     image: debian:bookworm
     run_id: 20261129T190808-3fa9c1
-    scenarios:
-      - name: sensitive_file_read
-        script: cat /etc/shadow >/dev/null
-        docker_args: []
+    catalogue: "{{ lookup('ansible.builtin.file', 'scenarios.yml') | from_yaml }}"
+    names: [sensitive_file_read]
   register: runs
 """
 
@@ -65,11 +69,17 @@ not_run_reason:
   returned: when action is probe
   type: str
 runs:
-  description: One record per scenario (scenario, container_name, container_id, trigger_ns,
-    exit_code, output, duration_s, not_run_reason).
+  description: One record per scenario (scenario, kind, techniques, expected_rules,
+    container_name, container_id, trigger_ns, trigger_source, exit_code, output, duration_s,
+    not_run_reason).
   returned: when action is run
   type: list
   elements: dict
+our_rules:
+  description: Every rule the catalogue expects (ours), for the false positive check.
+  returned: when action is run
+  type: list
+  elements: str
 """
 
 import os
@@ -80,6 +90,12 @@ import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.falco_verify_judge import (
+    CatalogueError,
+    check_catalogue,
+    our_rules,
+    select,
+)
 
 PREFIX = "purple"
 RUN_LABEL = "falco-deploy.verify.run"
@@ -89,8 +105,14 @@ SCENARIO_LABEL = "falco-deploy.verify.scenario"
 _DOCKER_FAILED = {125: "docker run failed", 126: "command not executable in the image",
                   127: "command not found in the image"}
 _OUTPUT_CHARS = 2000
-_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_]{0,62}")
 _RUN_ID_RE = re.compile(r"\d{8}T\d{6}-[0-9a-z]{1,16}")
+# Defined for every scenario script (files/scenarios.yml says how scripts use them).
+PRELUDE = """\
+purple_trigger() { echo "purple-trigger $(date +%s%N)"; }
+purple_not_run() { echo "purple-not-run: $*"; exit 0; }
+"""
+_TRIGGER = re.compile(r"^purple-trigger (\d{10,})$", re.M)
+_NOT_RUN = re.compile(r"^purple-not-run: (.*)$", re.M)
 
 
 def _docker(args, timeout=30):
@@ -143,15 +165,18 @@ def scenario_command(run_id, image, scenario, cidfile):
         "docker", "run", "--rm", "--cidfile", cidfile, "--name", name,
         "--label", f"{RUN_LABEL}={run_id}", "--label", f"{SCENARIO_LABEL}={scenario['name']}",
         "--entrypoint", "/bin/sh", *scenario.get("docker_args", []),
-        image, "-c", scenario["script"],
+        image, "-c", PRELUDE + scenario["script"],
     ]
 
 
 def run_one(run_id, image, scenario, timeout, workdir, clock_ns=time.time_ns):
     cidfile = os.path.join(workdir, scenario["name"] + ".cid")
     name, command = scenario_command(run_id, image, scenario, cidfile)
-    record = {"scenario": scenario["name"], "container_name": name, "container_id": None,
-              "trigger_ns": None, "exit_code": None, "output": "", "duration_s": None,
+    record = {"scenario": scenario["name"], "kind": scenario.get("kind", "attack"),
+              "techniques": scenario.get("techniques", []),
+              "expected_rules": scenario.get("expected_rules", []),
+              "container_name": name, "container_id": None, "trigger_ns": None,
+              "trigger_source": None, "exit_code": None, "output": "", "duration_s": None,
               "not_run_reason": None}
     trigger = clock_ns()
     started = time.monotonic()
@@ -174,12 +199,18 @@ def run_one(run_id, image, scenario, timeout, workdir, clock_ns=time.time_ns):
             record["container_id"] = handle.read().strip() or None
     except OSError:
         pass
+    marked = _TRIGGER.search(output)
+    refused = _NOT_RUN.search(output)
     if rc in _DOCKER_FAILED or (rc is not None and record["container_id"] is None):
         record["not_run_reason"] = (
             f"{_DOCKER_FAILED.get(rc, 'container not created')}: "
             + (_first_line(output) or f"rc {rc}"))
+    elif refused:
+        record["not_run_reason"] = refused.group(1).strip() or "the host refused the attack"
+    elif marked:
+        record["trigger_ns"], record["trigger_source"] = int(marked.group(1)), "attack"
     else:
-        record["trigger_ns"] = trigger
+        record["trigger_ns"], record["trigger_source"] = trigger, "docker run"
     return record
 
 
@@ -211,10 +242,12 @@ def main():
             "action": {"type": "str", "required": True, "choices": ["probe", "run", "cleanup"]},
             "image": {"type": "str"},
             "run_id": {"type": "str"},
-            "scenarios": {"type": "list", "elements": "dict", "default": []},
+            "catalogue": {"type": "dict"},
+            "names": {"type": "list", "elements": "str", "default": []},
             "scenario_timeout": {"type": "int", "default": 60},
         },
-        required_if=[("action", "probe", ["image"]), ("action", "run", ["image", "run_id"]),
+        required_if=[("action", "probe", ["image"]),
+                     ("action", "run", ["image", "run_id", "catalogue"]),
                      ("action", "cleanup", ["run_id"])],
         supports_check_mode=False,
     )
@@ -230,14 +263,14 @@ def main():
             module.fail_json(msg="scenario containers left behind: "
                              + ", ".join(result["remaining"]), **result)
         module.exit_json(**result)
-    for scenario in params["scenarios"]:
-        if not _NAME_RE.fullmatch(str(scenario.get("name", ""))):
-            module.fail_json(msg=f"invalid scenario name {scenario.get('name')!r}")
-        if not isinstance(scenario.get("script"), str) or not scenario["script"].strip():
-            module.fail_json(msg=f"scenario {scenario['name']} has no script")
-    runs = run_all(run_id, params["image"], params["scenarios"], params["scenario_timeout"])
+    try:
+        catalogue = check_catalogue(params["catalogue"], "falco_verify_catalogue")
+        scenarios = select(catalogue, params["names"])
+    except CatalogueError as exc:
+        module.fail_json(msg=str(exc))
+    runs = run_all(run_id, params["image"], scenarios, params["scenario_timeout"])
     # The containers are gone again; nothing on the host changed for good.
-    module.exit_json(changed=False, runs=runs)
+    module.exit_json(changed=False, runs=runs, our_rules=our_rules(catalogue))
 
 
 if __name__ == "__main__":

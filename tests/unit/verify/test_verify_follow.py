@@ -1,8 +1,8 @@
 """Following a Falco file_output file: only new lines, across rotation and truncation.
 
 The reader is roles/falco_verify/module_utils/falco_alert_file.py, which the falco_verify_alerts
-module runs on the host; the lines it returns are parsed by the wrapper's verify core, as in a
-real `verify` run.
+module runs on the host; the lines it returns are parsed by the role's judge, as in a real
+`verify` run.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
-
-from falco_deploy.verify.alerts import parse_alert_lines
+from verify_support import JUDGE
 
 ALERT_FILE = (Path(__file__).resolve().parents[3] / "roles" / "falco_verify" / "module_utils"
               / "falco_alert_file.py")
@@ -46,6 +45,17 @@ class Follower:
         return lines, events
 
 
+def parse_alert_lines(lines):
+    """(alerts, reasons of the lines that are not alerts), as the judge reads them."""
+    alerts, errors = [], []
+    for line in lines:
+        try:
+            alerts.append(JUDGE.parse_alert(line))
+        except ValueError as exc:
+            errors.append(str(exc))
+    return alerts, errors
+
+
 def _rules(lines):
     return [json.loads(line)["rule"] for line in lines]
 
@@ -71,8 +81,8 @@ def test_reads_only_lines_written_after_the_mark(alert_file, corpus_lines, corpu
     assert follower.poll() == ([], [])  # nothing twice
 
     _write(alert_file, corpus_lines[8:9])
-    alerts = parse_alert_lines(follower.poll()[0]).alerts
-    assert [a.time_ns for a in alerts] == [corpus_objects[8]["output_fields"]["evt.time"]]
+    alerts, _ = parse_alert_lines(follower.poll()[0])
+    assert [a["time_ns"] for a in alerts] == [corpus_objects[8]["output_fields"]["evt.time"]]
 
 
 def test_partial_last_line_waits_for_its_newline(alert_file, corpus_lines):
@@ -99,8 +109,8 @@ def test_mark_taken_mid_line_skips_nothing_new(alert_file, corpus_lines):
     with open(alert_file, "a", encoding="utf-8") as handle:
         handle.write(corpus_lines[5][50:] + "\n")
     lines, _, _ = reader.read_since(mark)
-    parsed = parse_alert_lines(lines)
-    assert len(parsed.alerts) == 1 and parsed.errors == ()
+    alerts, errors = parse_alert_lines(lines)
+    assert len(alerts) == 1 and errors == []
 
 
 def test_rotation_by_rename_drains_the_old_file_then_reads_the_new(alert_file, corpus_lines):
@@ -110,7 +120,7 @@ def test_rotation_by_rename_drains_the_old_file_then_reads_the_new(alert_file, c
     _write(alert_file, corpus_lines[13:15], mode="w")  # Falco reopens and creates a new file
     lines, events = follower.poll()
     assert events == ["rotated", "rotated-drained"]
-    assert [a.time_ns for a in parse_alert_lines(lines).alerts] == [
+    assert [a["time_ns"] for a in parse_alert_lines(lines)[0]] == [
         1795979300852375624, 1795979300873486926, 1795979300878457164]
     assert follower.mark["inode"] == alert_file.stat().st_ino
     assert follower.mark["line_no"] == 2
@@ -165,15 +175,16 @@ def test_file_missing_at_start_is_read_whole_once_created(tmp_path, corpus_lines
 
 
 def test_malformed_and_blank_lines(alert_file, corpus_lines):
-    # Blank lines are left out; anything else is returned for the verify core to judge.
+    # Blank lines are left out; anything else is returned for the judge to count.
     follower = Follower(alert_file)
     _write(alert_file, ["Sat Nov 29 19:08:13 2026: Falco internal: syscall event drop", "",
                         corpus_lines[0], "{\"rule\": \"x\"}"])
     lines, _ = follower.poll()
     assert len(lines) == 3
-    parsed = parse_alert_lines(lines)
-    assert len(parsed.alerts) == 1
-    assert [e.reason for e in parsed.errors][1] == "missing 'time'"
+    alerts, errors = parse_alert_lines(lines)
+    assert len(alerts) == 1
+    assert errors[0].startswith("not JSON")
+    assert errors[1] == "time None is not an RFC 3339 timestamp"
     assert follower.mark["line_no"] == 9  # blank lines still count as lines of the file
 
 

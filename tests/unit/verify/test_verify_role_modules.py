@@ -11,6 +11,7 @@ import json
 import os
 import stat
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,12 +23,13 @@ RUN_ID = "20261129T190808-3fa9c1"
 
 def _load(name: str):
     # The modules import the role's module_utils as Ansible ships them to the host.
-    utils = "ansible.module_utils.falco_alert_file"
-    if utils not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            utils, ROLE / "module_utils" / "falco_alert_file.py")
-        sys.modules[utils] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[utils])
+    for util in ("falco_alert_file", "falco_verify_judge"):
+        dotted = f"ansible.module_utils.{util}"
+        if dotted not in sys.modules:
+            spec = importlib.util.spec_from_file_location(
+                dotted, ROLE / "module_utils" / f"{util}.py")
+            sys.modules[dotted] = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(sys.modules[dotted])
     spec = importlib.util.spec_from_file_location(name, LIBRARY / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -46,9 +48,9 @@ def scenarios_module():
 
 
 def _alert(rule: str, container: str, time: str = "2026-11-29T19:08:13.133668249Z",
-           container_id: str = "0123456789ab") -> str:
+           container_id: str = "0123456789ab", tags: tuple[str, ...] = ("T1611",)) -> str:
     return json.dumps({"time": time, "rule": rule, "priority": "Warning", "source": "syscall",
-                       "hostname": "vm", "output": f"{rule} fired",
+                       "hostname": "vm", "output": f"{rule} fired", "tags": list(tags),
                        "output_fields": {"container.name": container,
                                          "container.id": container_id}})
 
@@ -113,37 +115,55 @@ class FakeClock:
                 handle.write(line + "\n")
 
 
-def test_collect_stops_once_every_expected_rule_arrived(alerts_module, tmp_path):
+TRIGGER_NS = 1_795_979_292_000_000_000  # 2026-11-29T19:08:12Z
+
+
+def _run(scenario: str, kind: str = "attack", techniques=("T1611",), expected=("Setns",),
+         container_id: str = "") -> dict:
+    return {"scenario": scenario, "kind": kind, "techniques": list(techniques) if kind ==
+            "attack" else [], "expected_rules": list(expected) if kind == "attack" else [],
+            "container_name": _name(scenario), "container_id": container_id,
+            "trigger_ns": TRIGGER_NS, "trigger_source": "attack", "not_run_reason": None,
+            "exit_code": 0, "output": "", "duration_s": 0.5}
+
+
+def test_collect_stops_one_read_after_every_attack_was_detected(alerts_module, tmp_path):
     path = tmp_path / "events.json"
     path.write_text(_alert("Older alert", _name("nsenter")) + "\n")
     mark = alerts_module.mark_end(str(path))
     fake = FakeClock(path, {
         1: [_alert("Setns", _name("nsenter")), _alert("Unrelated", "nginx")],
-        3: [_alert("Shadow", _name("sensitive_file_read")), "not json at all"],
+        3: [_alert("Read sensitive file untrusted", _name("sensitive_file_read"),
+                   tags=("T1555",)), "not json at all"],
+        4: [_alert("Shadow", _name("sensitive_file_read"), tags=("T1003.008",))],
         9: [_alert("Never read", _name("nsenter"))],
     })
-    result = alerts_module.collect(
-        mark, RUN_ID, {}, {_name("nsenter"): ["Setns"], _name("sensitive_file_read"): ["Shadow"]},
-        timeout=30, poll_interval=0.5, max_lines=100, clock=fake.clock, sleep=fake.sleep)
-    assert result["complete"] is True
-    assert fake.sleeps == 3  # stopped at the poll after the last expected alert
-    rules = [json.loads(line)["rule"] for line in result["lines"] if line.startswith("{")]
-    assert rules == ["Setns", "Shadow"]  # the older alert is before the mark
-    assert "not json at all" in result["lines"]  # kept, so the report counts it
-    assert result["other_alerts"] == 1
-    assert result["seen"] == {_name("nsenter"): ["Setns"],
-                              _name("sensitive_file_read"): ["Shadow"]}
+    runs = [_run("nsenter"), _run("sensitive_file_read", techniques=("T1003.008", "T1555"),
+                                  expected=("Shadow",))]
+    result = alerts_module.collect(mark, runs, ["Setns", "Shadow"], timeout=30,
+                                   poll_interval=0.5, clock=fake.clock, sleep=fake.sleep)
+    # Detected at the read after sleep 3; one more read (after sleep 4) for the same instants.
+    assert fake.sleeps == 4
+    assert result["status"] == "verified"
+    by_name = {s["scenario"]: s for s in result["scenarios"]}
+    assert by_name["nsenter"]["detected_by"] == ["Setns"]
+    read = by_name["sensitive_file_read"]
+    assert read["detected_by"] == ["Read sensitive file untrusted", "Shadow"]
+    assert read["expected"] == [{"rule": "Shadow", "status": "fired", "by": "Shadow",
+                                 "latency_s": 1.134}]
+    assert result["alerts_ignored"] == 1  # nginx; the older alert is before the mark
+    assert result["parse_errors"] == 1
 
 
 def test_collect_gives_up_after_the_timeout(alerts_module, tmp_path):
     path = tmp_path / "events.json"
     mark = alerts_module.mark_end(str(path))  # the file does not even exist (stand-in Falco)
     fake = FakeClock(path, {})
-    result = alerts_module.collect(mark, RUN_ID, {}, {_name("nsenter"): ["Setns"]},
-                                   timeout=5, poll_interval=0.5, max_lines=100,
-                                   clock=fake.clock, sleep=fake.sleep)
-    assert result["complete"] is False
-    assert result["lines"] == []
+    result = alerts_module.collect(mark, [_run("nsenter")], ["Setns"], timeout=5,
+                                   poll_interval=0.5, clock=fake.clock, sleep=fake.sleep)
+    assert result["status"] == "missed"
+    assert result["scenarios"][0]["reason"] == ("no alert with T1611 on its container; "
+                                                "silent: Setns")
     assert result["file_exists"] is False
     assert fake.now == pytest.approx(5.0)
 
@@ -153,33 +173,22 @@ def test_collect_attributes_unresolved_names_by_container_id(alerts_module, tmp_
     mark = alerts_module.mark_end(str(path))
     full_id = "0123456789ab" + "c" * 52
     fake = FakeClock(path, {1: [_alert("Setns", "<NA>", container_id="0123456789ab")]})
-    result = alerts_module.collect(mark, RUN_ID, {_name("nsenter"): full_id},
-                                   {_name("nsenter"): ["Setns"]}, timeout=5, poll_interval=1,
-                                   max_lines=100, clock=fake.clock, sleep=fake.sleep)
-    assert result["complete"] is True
-    assert len(result["lines"]) == 1
+    result = alerts_module.collect(mark, [_run("nsenter", container_id=full_id)], ["Setns"],
+                                   timeout=5, poll_interval=1, clock=fake.clock,
+                                   sleep=fake.sleep)
+    assert result["scenarios"][0]["status"] == "detected"
 
 
 def test_collect_with_only_benign_scenarios_waits_the_whole_timeout(alerts_module, tmp_path):
     path = tmp_path / "events.json"
     mark = alerts_module.mark_end(str(path))
-    fake = FakeClock(path, {2: [_alert("Shadow", _name("read_etc_hosts"))]})
-    result = alerts_module.collect(mark, RUN_ID, {}, {_name("read_etc_hosts"): []}, timeout=3,
-                                   poll_interval=1, max_lines=100, clock=fake.clock,
+    fake = FakeClock(path, {2: [_alert("Setns", _name("read_etc_hosts"))]})
+    result = alerts_module.collect(mark, [_run("read_etc_hosts", kind="benign")], ["Setns"],
+                                   timeout=3, poll_interval=1, clock=fake.clock,
                                    sleep=fake.sleep)
     assert fake.now == pytest.approx(3.0)
-    assert len(result["lines"]) == 1  # the false positive reaches the matcher
-
-
-def test_collect_caps_the_lines_it_returns(alerts_module, tmp_path):
-    path = tmp_path / "events.json"
-    mark = alerts_module.mark_end(str(path))
-    path.write_text("".join(_alert(f"R{i}", _name("nsenter")) + "\n" for i in range(5)))
-    result = alerts_module.collect(mark, RUN_ID, {}, {_name("nsenter"): ["R4"]}, timeout=0,
-                                   poll_interval=1, max_lines=3)
-    assert len(result["lines"]) == 3
-    assert result["lines_dropped"] == 2
-    assert result["complete"] is True
+    assert result["scenarios"][0]["status"] == "false_positive"
+    assert result["status"] == "verified"  # false positives are tuning work, not a miss
 
 
 # --- scenario runner -----------------------------------------------------------------------
@@ -195,14 +204,15 @@ def test_scenario_command_is_a_removable_labelled_container(scenarios_module, tm
     assert f"falco-deploy.verify.run={RUN_ID}" in argv
     # docker_args go before the image; the script is one argument after it.
     assert argv.index("--privileged") < argv.index("img:1")
-    assert argv[-3:] == ["img:1", "-c", "nsenter -t 1 true"]
+    assert argv[-3:] == ["img:1", "-c", scenarios_module.PRELUDE + "nsenter -t 1 true"]
     assert argv[argv.index("--entrypoint") + 1] == "/bin/sh"
 
 
 @pytest.fixture
 def fake_docker(tmp_path, monkeypatch):
-    """A `docker` on PATH that logs its arguments, writes the cidfile of `run`, and exits with
-    $FAKE_DOCKER_RC (run) or 0."""
+    """A `docker` on PATH that logs its arguments; `run` writes the cidfile and runs the
+    container's script here with /bin/sh (tests give only harmless scripts), exiting with
+    $FAKE_DOCKER_RC when set."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "docker.log"
@@ -214,10 +224,13 @@ case "$1" in
            echo 20.10.24 ;;
   image) [ -n "$FAKE_NO_IMAGE" ] && {{ echo "No such image" >&2; exit 1; }}; echo sha256:abc ;;
   ps) ;;
-  run) while [ "$1" != --cidfile ]; do shift; done
-       rc=${{FAKE_DOCKER_RC:-0}}
-       [ "$rc" = 125 ] && {{ echo "docker: Error response from daemon: boom" >&2; exit 125; }}
-       echo fullcontainerid0123456789 > "$2"; echo "scenario output"; exit "$rc" ;;
+  run) for script; do :; done
+       while [ "$1" != --cidfile ]; do shift; done
+       [ "$FAKE_DOCKER_RC" = 125 ] && {{
+         echo "docker: Error response from daemon: boom" >&2; exit 125; }}
+       echo fullcontainerid0123456789 > "$2"; echo "scenario output"
+       /bin/sh -c "$script"; rc=$?
+       exit "${{FAKE_DOCKER_RC:-$rc}}" ;;
 esac
 exit 0
 """)
@@ -242,12 +255,13 @@ def test_probe_without_docker_cli(scenarios_module, monkeypatch):
         "no docker: the docker CLI is not installed")
 
 
-def test_run_records_the_trigger_and_removes_the_container(scenarios_module, fake_docker,
-                                                            tmp_path, monkeypatch):
+def test_run_without_a_trigger_mark_counts_from_docker_run(scenarios_module, fake_docker,
+                                                             tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_DOCKER_RC", "3")
     record = scenarios_module.run_one(RUN_ID, "img:1", {"name": "nsenter", "script": "true"},
                                       10, str(tmp_path), clock_ns=lambda: 1_764_443_293_000_000_000)
     assert record["trigger_ns"] == 1_764_443_293_000_000_000
+    assert record["trigger_source"] == "docker run"
     assert record["container_id"] == "fullcontainerid0123456789"
     assert record["exit_code"] == 3  # the script's own failure: it ran
     assert record["not_run_reason"] is None
@@ -261,3 +275,33 @@ def test_run_refused_by_docker_is_not_run(scenarios_module, fake_docker, tmp_pat
                                       10, str(tmp_path))
     assert record["trigger_ns"] is None
     assert record["not_run_reason"].startswith("docker run failed: docker: Error response")
+
+
+def test_run_takes_the_trigger_the_script_marked_right_before_its_attack(
+        scenarios_module, fake_docker, tmp_path):
+    before = time.time_ns()
+    record = scenarios_module.run_one(
+        RUN_ID, "img:1", {"name": "nsenter", "kind": "attack", "techniques": ["T1611"],
+                          "script": "sleep 0.3; purple_trigger; echo attacked"},
+        10, str(tmp_path), clock_ns=lambda: before)
+    assert record["trigger_source"] == "attack"
+    # The script's own clock after its sleep, not the time before docker run.
+    assert record["trigger_ns"] - before >= 300_000_000
+    assert record["exit_code"] == 0 and "attacked" in record["output"]
+    assert record["kind"] == "attack" and record["techniques"] == ["T1611"]
+
+
+def test_a_script_that_cannot_attack_here_is_not_run_with_its_reason(
+        scenarios_module, fake_docker, tmp_path):
+    record = scenarios_module.run_one(
+        RUN_ID, "img:1", {"name": "release_agent", "script":
+                          "purple_trigger; purple_not_run 'the kernel refused: EPERM'; "
+                          "echo never here"}, 10, str(tmp_path))
+    assert record["not_run_reason"] == "the kernel refused: EPERM"
+    assert record["trigger_ns"] is None and "never here" not in record["output"]
+
+
+def test_run_checks_the_catalogue_with_the_judge(scenarios_module):
+    judge = sys.modules["ansible.module_utils.falco_verify_judge"]
+    with pytest.raises(judge.CatalogueError, match="an attack needs techniques"):
+        judge.check_catalogue({"version": 1, "scenarios": {"x": {"script": "true"}}})

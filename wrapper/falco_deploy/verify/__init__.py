@@ -1,12 +1,10 @@
-"""Purple-team verification core: read Falco's JSON alerts and match them to scenario runs.
+"""What `falco-deploy verify` does on the control node; the judging itself runs on each host.
 
-Pure Python (stdlib + PyYAML), no Ansible import: the verify command runs the scenarios through
-the runner, then hands the alert lines and the run record to these modules.
+The scenario catalogue lives in the falco_verify role (roles/falco_verify/files/scenarios.yml)
+and the judge in its module_utils (falco_verify_judge.py), so that plain ansible-playbook runs
+the same checks without this package.
 
-- `alerts`: parse Falco JSON alert lines (the host-side module reads them from the alert file).
-- `scenarios`: the scenario catalogue (scenarios.yaml) and the `purple-<runid>-<scenario>`
-  container-name convention.
-- `matcher`: attribute alerts to scenario containers; fired / late / missed / not run / false
-  positives per scenario, with latency from trigger to first alert.
+- `catalogue`: read the catalogue of the project a run uses and check it, and the names of
+  `--scenario`, with the role's own code, before any host is touched.
 - `junit`: JUnit XML for CI dashboards (testsuite per host, testcase per scenario).
 """
