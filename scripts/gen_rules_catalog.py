@@ -9,8 +9,9 @@ test suite regenerates it in memory and fails when the committed file is stale.
 
 It also copies the upstream base rules each Falco version ships (falcosecurity/rules
 rules/falco_rules.yaml: `main` for 0.44, tag falco-rules-3.2.0 for 0.40) to
-data/falco_rules-<version>.yaml, byte for byte, with the Apache-2.0 licence beside them
-(data/LICENSE.falcosecurity-rules): `falco-deploy rules deploy` validates a set after them.
+data/falco_rules-<version>.yaml, byte for byte, with a NOTICE beside them naming their origin
+and licence (Apache-2.0, whose text is the project's own LICENSE: --check also checks that it is
+upstream's LICENSE byte for byte): `falco-deploy rules deploy` validates a set after them.
 
 Usage: gen_rules_catalog.py [--corpus DIR] [--out DIR] [--check]
 """
@@ -35,7 +36,14 @@ BASE_RULES = {
     "0.40": "falcosecurity-rules/falco-rules-3.2.0/falco_rules.yaml",
 }
 RULES_LICENSE = "falcosecurity-rules/LICENSE"
-LICENSE_NAME = "LICENSE.falcosecurity-rules"
+PROJECT_LICENSE = ROOT / "LICENSE"
+NOTICE = """\
+falco_rules-0.44.yaml and falco_rules-0.40.yaml are unmodified copies of rules/falco_rules.yaml
+of falcosecurity/rules (https://github.com/falcosecurity/rules; main as of commit c72713ee for
+Falco >= 0.41, tag falco-rules-3.2.0 for Falco 0.38-0.40), Copyright The Falco Authors,
+licensed under the Apache License, Version 2.0. The licence text is the LICENSE file of this
+distribution (falco-deploy's own licence, the same text).
+"""
 VERSIONS = ("0.44", "0.40")
 # Fields Falco still accepts but no longer lists (--list hides deprecated fields): the
 # deprecated_fields table of falcosecurity/falco userspace/engine/falco_load_result.cpp. Their
@@ -120,13 +128,18 @@ def render(data: dict) -> str:
 
 
 def base_rules_files(corpus: Path) -> dict[str, bytes]:
-    """Output file name -> bytes, for the upstream base rules and their licence."""
+    """Output file name -> bytes, for the upstream base rules and the notice of their origin."""
     root = corpus.parent
     out = {f"falco_rules-{v}.yaml": (root / rel).read_bytes() for v, rel in BASE_RULES.items()}
     text = out["falco_rules-0.44.yaml"].decode("utf-8")
     assert "Licensed under the Apache License, Version 2.0" in text, "licence header missing"
-    out[LICENSE_NAME] = (root / RULES_LICENSE).read_bytes()
+    out["NOTICE"] = NOTICE.encode("utf-8")
     return out
+
+
+def licence_is_upstreams(corpus: Path) -> bool:
+    """The notice points at the project's LICENSE: it must be the text upstream ships."""
+    return PROJECT_LICENSE.read_bytes() == (corpus.parent / RULES_LICENSE).read_bytes()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         target.write_bytes(data)
         print(f"wrote {target}")
+    if not licence_is_upstreams(args.corpus):
+        stale.append(f"{PROJECT_LICENSE} (not the Apache-2.0 text of {RULES_LICENSE})")
     if stale:
         print("stale: " + ", ".join(stale), file=sys.stderr)
         return 1

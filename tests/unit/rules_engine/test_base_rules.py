@@ -18,8 +18,10 @@ def test_packaged_base_rules_are_the_upstream_files(corpus):
             == (rules / "main" / "falco_rules.yaml").read_bytes())
     assert (rules_deploy.base_rules_file("0.40").read_bytes()
             == (rules / "falco-rules-3.2.0" / "falco_rules.yaml").read_bytes())
-    licence = rules_deploy.base_rules_file("0.44").with_name("LICENSE.falcosecurity-rules")
-    assert "Apache License" in licence.read_text()
+    notice = rules_deploy.base_rules_file("0.44").with_name("NOTICE").read_text()
+    assert "falcosecurity/rules" in notice and "Apache License, Version 2.0" in notice
+    # The notice names the project's LICENSE as the licence text: it is upstream's, byte for byte.
+    assert (ROOT / "LICENSE").read_bytes() == (rules / "LICENSE").read_bytes()
 
 
 def test_generator_check_passes_and_notices_a_stale_copy(corpus, tmp_path):
