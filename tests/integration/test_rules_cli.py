@@ -403,3 +403,74 @@ def test_a_no_op_deploy_and_status_run_no_module_and_drift_is_repaired(fleet):
     assert live_manifest(host) == set_manifest(folder)
     settle(host)
     assert loaded_rules_d(host) == set_manifest(folder)
+
+
+def status_of(workdir, inventory, host) -> tuple[int, dict]:
+    rc, envelope, stderr = cli(workdir, "status", "--inventory", str(inventory), "--limit", host)
+    assert envelope, stderr[-3000:]
+    return rc, by_host(envelope)[host]
+
+
+def test_status_and_deploy_tell_the_truth_about_falco_itself(fleet):
+    """A stopped Falco, one restarting in a loop, a dangling rules.d and no Falco at all each get
+    their own verdict and exit 8 (unprotected); a deploy that goes live on a stopped Falco says
+    so. Everything is put back at the end of each step."""
+    names, inventory, workdir = fleet
+    host = names[0]
+    unit = "falco-modern-bpf.service"
+    rc, report = status_of(workdir, inventory, host)
+    assert (rc, report["verdict"], report["falco_state"]) == (ExitCode.OK, "in sync", "running")
+
+    _sh(host, f"systemctl stop {unit}")
+    try:
+        rc, report = status_of(workdir, inventory, host)
+        assert rc == ExitCode.UNPROTECTED == 8
+        assert report["verdict"] == "falco down" and report["falco_state"] == "stopped"
+        assert report["reason"] == f"{unit} inactive (dead): Falco is not running"
+        folder = make_set(workdir, "down", {"zz_down.yaml": probe_rule("down")})
+        rc, envelope, stderr = deploy(workdir, inventory, folder, "--limit", host)
+        assert rc == ExitCode.UNPROTECTED, f"{envelope}\n{stderr[-3000:]}"
+        deployed = by_host(envelope)[host]
+        assert deployed["verdict"] == "deployed, falco down"
+        assert deployed["health_checks"] == ["not reloaded: Falco is not running"]
+        assert live_manifest(host) == set_manifest(folder)  # live on disk all the same
+    finally:
+        _sh(host, f"systemctl start {unit}")
+
+    # A drop-in Falco cannot read stops it at every start: systemd restarts it every RestartSec
+    # (Restart=on-failure), and in between the unit waits in auto-restart.
+    _sh(host, "printf 'webserver: [\\n' > /etc/falco/config.d/zz-crash.yaml && "
+              f"systemctl restart {unit}; sleep 1")
+    try:
+        rc, report = status_of(workdir, inventory, host)
+        assert rc == ExitCode.UNPROTECTED
+        assert report["verdict"] == "falco down" and report["falco_state"] == "restarting"
+        assert "restarting in a loop" in report["reason"], report["reason"]
+    finally:
+        _sh(host, f"rm -f /etc/falco/config.d/zz-crash.yaml && systemctl reset-failed {unit}; "
+                  f"systemctl restart {unit}")
+        settle(host)
+    rc, report = status_of(workdir, inventory, host)
+    assert (rc, report["verdict"]) == (ExitCode.OK, "in sync"), report
+
+    target = _sh(host, f"readlink {RULES_D}").strip()
+    _sh(host, f"ln -sfn /nonexistent/rules {RULES_D}")
+    try:
+        rc, report = status_of(workdir, inventory, host)
+        assert rc == ExitCode.UNPROTECTED, report
+        assert (report["verdict"], report["rules_dir_state"]) == ("rules missing", "dangling")
+        assert report["reason"] == (f"{RULES_D} is a dangling symlink (to /nonexistent/rules): "
+                                    "Falco loads no rules from it")
+    finally:
+        _sh(host, f"ln -sfn {target} {RULES_D}")
+
+    _sh(host, "mv /usr/bin/falco /usr/bin/falco.away")
+    try:
+        rc, report = status_of(workdir, inventory, host)
+        assert rc == ExitCode.UNPROTECTED
+        assert report["verdict"] == "no falco" and report["falco_state"] == "missing"
+    finally:
+        _sh(host, "mv /usr/bin/falco.away /usr/bin/falco")
+    settle(host)
+    rc, report = status_of(workdir, inventory, host)
+    assert (rc, report["verdict"]) == (ExitCode.OK, "in sync")

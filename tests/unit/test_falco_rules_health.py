@@ -5,7 +5,6 @@ Falco 0.40 wrote: the recorded journals, alert documents and web server answers 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import socket
 import threading
@@ -13,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from test_falco_rules_probe import load_host_code
 
 ROOT = Path(__file__).resolve().parents[2]
-HOST_CODE = ROOT / "roles" / "falco_rules" / "module_utils" / "falco_rules_host.py"
 RECORDED = ROOT.parent / "shared" / "corpus" / "falco-real-0.40"
 UNIT = "falco-modern-bpf.service"
 RULES_FILE = "/etc/falco/rules.d/falco-deploy_rules.yaml"
@@ -23,14 +22,7 @@ RULES_FILE = "/etc/falco/rules.d/falco-deploy_rules.yaml"
 pytestmark = pytest.mark.skipif(not RECORDED.is_dir(), reason=f"corpus not found at {RECORDED}")
 
 
-def _host_module():
-    spec = importlib.util.spec_from_file_location("falco_rules_host", HOST_CODE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-frh = _host_module()
+frh = load_host_code()
 
 
 def recorded(name: str) -> list[dict]:
@@ -110,11 +102,22 @@ def test_the_alert_file_document_is_a_hot_restart_failure_too():
     assert frh.restart_failure("SIGHUP received, restarting...") is None
 
 
-def test_a_failure_whose_dry_run_began_before_the_switch_is_not_counted():
-    # The watched-file reload at 22:47:19 began (`Falco version:`) before these entries.
-    start = next(i for i, e in enumerate(BAD_THEN_GOOD) if e["message"].startswith("{")) - 3
-    outcomes, _, _ = frh.reload_outcomes(BAD_THEN_GOOD[start:FIRST_RELOAD])
-    assert outcomes == []
+def test_only_a_dry_run_that_began_after_systemctl_reload_is_ours():
+    # The watched-file reload at 22:47:19 failed before the first `systemctl reload`; the
+    # reload's own dry run failed again after it.
+    outcomes, _, reload_at = frh.reload_outcomes(BAD_THEN_GOOD[:LAST_RELOAD - 1])
+    assert [(o["ok"], o["start"] > reload_at) for o in outcomes] == [
+        (False, False), (False, True), (True, True)]
+
+
+def test_a_dry_run_that_fails_on_the_configuration_is_a_failure_too():
+    """Falco reads its configuration before it logs `Falco version:`: a bad drop-in fails the
+    dry run with the failure line alone."""
+    document = next(e for e in BAD_THEN_GOOD if e["message"].startswith("{"))
+    entries = [BAD_THEN_GOOD[FIRST_RELOAD], BAD_THEN_GOOD[FIRST_RELOAD + 1], document]
+    outcomes, pending, reload_at = frh.reload_outcomes(entries)
+    assert not pending and len(outcomes) == 1
+    assert not outcomes[0]["ok"] and outcomes[0]["start"] > reload_at
 
 
 def test_a_reload_in_progress_is_pending():
@@ -294,7 +297,10 @@ def test_replayed_silence_says_the_reload_cannot_be_proven():
     systemd_only = [e for e in BAD_THEN_GOOD[LAST_RELOAD:] if e["ident"] == "systemd"]
     host = ReplayedHost([], systemd_only)
     host.params["health_timeout"] = 0.3
-    assert "the reload cannot be proven" in host.reload_and_check("r2")
+    assert host.reload_and_check("r2") == (
+        f"Falco wrote nothing to the journal of {UNIT} within 0.3 s of `systemctl reload`: no "
+        "reload happened, or Falco does not log through syslog (log_syslog: false), so none can "
+        "be proven")
 
 
 def test_a_stopped_falco_is_not_reloaded():

@@ -25,14 +25,15 @@ HOST_CODE = ROLE / "module_utils" / "falco_rules_host.py"
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="release files must be root-owned")
 
 
-def _host_module():
+def load_host_code():
+    """module_utils/falco_rules_host.py, loaded by path (standard library only)."""
     spec = importlib.util.spec_from_file_location("falco_rules_host", HOST_CODE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-frh = _host_module()
+frh = load_host_code()
 
 FILES = {
     "a_rules.yaml": b"- macro: fd_probe_a\n  condition: evt.type = open\n",

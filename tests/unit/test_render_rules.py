@@ -81,3 +81,14 @@ def test_gate_failure_prints_the_validator_text_and_no_artifacts():
     assert "/r/x.yaml: Invalid" in text
     assert "Artifacts:" not in text
     assert "Exit status: rules_invalid (1) - the rules set failed offline validation" in text
+
+
+def test_status_says_falco_is_down_and_what_the_exit_code_means():
+    text = text_of("status", [
+        rules_report("web-1"),
+        rules_report("web-2", status="falco_down",
+                     reason="falco-modern-bpf.service inactive (dead): Falco is not running"),
+        stats(processed={"web-1": 1, "web-2": 1})])
+    assert "falco down: falco-modern-bpf.service inactive (dead): Falco is" in row(text, "web-2")
+    assert "Exit status: unprotected (8) - on some host Falco is not installed, not running or " \
+           "has no rules" in text

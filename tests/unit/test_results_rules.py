@@ -210,3 +210,14 @@ def test_unknown_command_has_no_profile():
     with pytest.raises(ValueError):
         profile_for("uninstall")
     assert profile_for("rules deploy").slug == "rules-deploy"
+
+
+def test_install_that_ends_on_a_stopped_falco_says_so():
+    """falco_rules reports last in install: a host whose Falco is down is not "installed"."""
+    events = [ok("a", "Install Falco", changed=True),
+              rules_report("a", status="falco_down", reason=DOWN),
+              stats(processed={"a": 1})]
+    run = run_result("install", events)
+    assert run.hosts[0].verdict == Verdict.FALCO_DOWN and run.hosts[0].reason == DOWN
+    assert run.exit_code == ExitCode.UNPROTECTED
+    assert run.to_envelope()["summary"]["falco_down"] == 1

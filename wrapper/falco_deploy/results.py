@@ -252,7 +252,8 @@ class RunResult:
         for verdict in self.profile.verdicts:
             counts[verdict.key] = 0
         for h in self.hosts:
-            counts[h.verdict.key] += 1
+            # A verdict outside the profile's table (install meeting a stopped Falco) still counts.
+            counts[h.verdict.key] = counts.get(h.verdict.key, 0) + 1
         counts["changed_tasks"] = sum(h.changed for h in self.hosts)
         per_scenario = [h.details["counts"] for h in self.hosts
                         if isinstance(h.details.get("counts"), dict)]

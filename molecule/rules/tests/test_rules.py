@@ -275,6 +275,14 @@ def test_second_release_then_rollback_one_step_is_byte_identical(host):
     assert out["rc"] == 0 and out["report"]["status"] == "ok", out["report"]
     second = out["report"]["release"]
     assert second != first and second > first and out["report"]["previous_release"] == first
+    # Judged from what Falco offers: its journal, its unit, its web server.
+    checks = out["report"]["health_checks"]
+    assert checks[0] == "journal: the reload that followed `systemctl reload " \
+                        "falco-modern-bpf.service`"
+    assert checks[1] == f"journal: Falco loaded the release's 3 file(s) from {RULES_D}"
+    assert re.match(r"^unit: falco-modern-bpf.service active, MainPID \d+ kept$", checks[2])
+    assert checks[3] == "web server: /healthz ok and /versions says Falco 0.44.0 on " \
+                        "127.0.0.1:8765"
     assert_runs_exactly(host, second, source_files(SECOND_SOURCES))
     sampled = json.loads(host.file("/tmp/sampler.json").content_string)
     sets = [sorted([n, sha256(d)] for n, d in source_files(src).items())
@@ -302,13 +310,40 @@ def test_failed_health_check_switches_back(host):
                                                  "falco_rules_health_timeout": 1})
         assert out["rc"] != 0
         assert out["report"]["status"] == "rolled_back"
-        assert "did not finish a reload" in out["report"]["reason"]
+        assert out["report"]["reason"].startswith(
+            "Falco wrote nothing to the journal of falco-modern-bpf.service within 1 s of "
+            "`systemctl reload`: no reload happened")
         now = live(host)
         assert now["active"] == before["active"] and now["files"] == before["files"]
         assert now["loaded"] == before["loaded"]
     finally:
         host.run("rm -f /etc/systemd/system/falco-modern-bpf.service.d/zz-no-reload.conf "
                  "/etc/falco/config.d/zz-no-watch.yaml && systemctl daemon-reload && "
+                 f"systemctl restart falco-modern-bpf.service && {WAIT}")
+
+
+def test_a_reload_falco_refuses_switches_back(host):
+    """`falco -V` accepts the set, but the running Falco's dry run refuses the reload (here a
+    drop-in in config.d with an unknown engine.kind): the hot restart failure it writes to the
+    journal (a JSON document: the alert drop-in sets json_output) switches the host back."""
+    host.run("printf 'engine:\\n  kind: nosuchdriver\\n' > /etc/falco/config.d/zz-bad-engine.yaml")
+    try:
+        before = live(host)
+        out = run_playbook("rules_deploy.yml", {"falco_rules_sources": SECOND_SOURCES,
+                                                 "falco_rules_health_timeout": 10})
+        assert out["rc"] != 0
+        report = out["report"]
+        assert report["status"] == "rolled_back", report
+        assert report["reason"].startswith("Falco refused the reload: Invalid engine.kind "
+                                           "'nosuchdriver'"), report["reason"]
+        assert report["health_checks"][0].startswith("journal: the reload that followed")
+        now = live(host)
+        assert (now["active"], now["files"], now["loaded"], now["pid"]) == (
+            before["active"], before["files"], before["loaded"], before["pid"])
+        journal = host.check_output("journalctl -u falco-modern-bpf.service -o cat -n 200")
+        assert '"rule":"Falco internal: hot restart failure","source":"internal"' in journal
+    finally:
+        host.run("rm -f /etc/falco/config.d/zz-bad-engine.yaml && "
                  f"systemctl restart falco-modern-bpf.service && {WAIT}")
 
 

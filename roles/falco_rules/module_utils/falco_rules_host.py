@@ -256,8 +256,8 @@ def reload_outcomes(entries: list[dict]) -> tuple[list[dict], bool, int | None]:
     line)};
     `pending` is True while a dry run or restart is still under way; `reload_at` is the index of
     systemd's `Reloading ...` line (the first `systemctl reload` in these entries), or None.
-    A failure line whose dry run began before these entries is not counted: it judged files as
-    they were before.
+    An outcome belongs to that reload when it starts after that line; a dry run that began
+    earlier judged files as they were before.
     """
     outcomes: list[dict] = []
     state, start, loaded, webserver, listing = "", 0, [], "", False
@@ -270,9 +270,11 @@ def reload_outcomes(entries: list[dict]) -> tuple[list[dict], bool, int | None]:
             continue
         failure = restart_failure(msg)
         if failure is not None:
-            if state == "check":
-                outcomes.append({"ok": False, "detail": failure, "loaded": [], "webserver": "",
-                                 "start": start})
+            # A dry run that fails on the configuration fails before it logs anything
+            # (userspace/falco/app/actions/load_config.cpp logs `Falco version:` once the
+            # configuration is read): its failure line is its only line.
+            outcomes.append({"ok": False, "detail": failure, "loaded": [], "webserver": "",
+                             "start": start if state == "check" else index})
             state = ""
             continue
         if msg.startswith(RESTART_BEGIN):
@@ -657,8 +659,9 @@ class Host:
         unit = self.unit()
         running = bool(unit) and self.unit_active()
         before = dict(self.unit_facts())
-        # The last start before the switch says whether Falco runs its web server, and where.
-        history, cursor = self.journal(unit, lines=300) if running else ([], None)
+        # The last start before the switch says whether Falco runs its web server, and where
+        # (the unit's journal also holds alerts when syslog_output is on: read enough of it).
+        history, cursor = self.journal(unit, lines=2000) if running else ([], None)
         self.switch(rid)
         self.set_record("active", rid)
         if not running:
@@ -696,9 +699,9 @@ class Host:
                                        "switch (none followed `systemctl reload`)")
                     break
                 if not any(e["ident"] != "systemd" for e in entries):
-                    return (f"no Falco line in the journal of {unit} within {timeout:g} s of "
-                            "the reload: the reload cannot be proven (Falco logs through "
-                            "syslog; is log_syslog off?)")
+                    return (f"Falco wrote nothing to the journal of {unit} within {timeout:g} s "
+                            "of `systemctl reload`: no reload happened, or Falco does not log "
+                            "through syslog (log_syslog: false), so none can be proven")
                 return f"Falco did not finish a reload within {timeout:g} s of the switch"
             time.sleep(0.1)
         if not outcome["ok"]:
