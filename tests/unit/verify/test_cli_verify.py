@@ -144,7 +144,7 @@ def test_a_rule_that_never_fires_is_a_missed_detection(monkeypatch, inventory, c
     result = invoke(monkeypatch, fake, inventory)
     assert result.exit_code == ExitCode.DETECTION_MISSED == 7
     assert "missed: 5 of 6 attacks detected; missed: docker_sock" in result.output
-    assert f"our {rule}: silent" in result.output
+    assert f"no alert with T1610/T1611 on its container; silent: {rule}" in result.output
     assert "Exit status: detection_missed (7)" in result.output
 
 

@@ -7,26 +7,13 @@ module runs on the host; the lines it returns are parsed by the role's judge, as
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-from pathlib import Path
 
 import pytest
-from verify_support import JUDGE
+from verify_support import JUDGE, role_util
 
-ALERT_FILE = (Path(__file__).resolve().parents[3] / "roles" / "falco_verify" / "module_utils"
-              / "falco_alert_file.py")
-
-
-def _reader():
-    spec = importlib.util.spec_from_file_location("falco_alert_file", ALERT_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-reader = _reader()
+reader = role_util("falco_alert_file")
 
 
 def _write(path, lines, mode="a"):

@@ -11,18 +11,19 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SHARED = Path(os.environ.get("FALCO_DEPLOY_SHARED") or REPO_ROOT.parent / "shared")
-JUDGE_PATH = REPO_ROOT / "roles" / "falco_verify" / "module_utils" / "falco_verify_judge.py"
+MODULE_UTILS = REPO_ROOT / "roles" / "falco_verify" / "module_utils"
 RECORDED_RUN = SHARED / "corpus" / "falco-real-0.40" / "verify-run"
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("falco_verify_judge", JUDGE_PATH)
+def role_util(name: str):
+    """roles/falco_verify/module_utils/<name>.py, loaded by path (standard library only)."""
+    spec = importlib.util.spec_from_file_location(name, MODULE_UTILS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-JUDGE = _load()
+JUDGE = role_util("falco_verify_judge")
 
 # The recorded run (verify-run/README.md): its id and each scenario container's short id.
 RUN_ID = "20261201T224322-ff4723"
