@@ -322,11 +322,23 @@ def test_failed_health_check_switches_back(host):
                  f"systemctl restart falco-modern-bpf.service && {WAIT}")
 
 
+BROKEN_EXTRA = """\
+- rule: broken
+  desc: broken
+  condition: evt.type=open and nosuch.field=1
+  output: broken
+  priority: WARNING
+"""
+
+
 def test_a_reload_falco_refuses_switches_back(host):
-    """`falco -V` accepts the set, but the running Falco's dry run refuses the reload (here a
-    drop-in in config.d with an unknown engine.kind): the hot restart failure it writes to the
-    journal (a JSON document: the alert drop-in sets json_output) switches the host back."""
-    host.run("printf 'engine:\\n  kind: nosuchdriver\\n' > /etc/falco/config.d/zz-bad-engine.yaml")
+    """The host's `falco -V` accepts the set, but the running Falco's dry run refuses the
+    reload: a drop-in has it also load a rules file outside the files the role validates with
+    (falco_rules_base_files), and that file is broken. The hot restart failure Falco writes to
+    its journal (a JSON document: the alert drop-in sets json_output) switches the host back."""
+    extra = "/etc/falco/zz-extra-rules.yaml"
+    host.run(f"cat > {extra} <<'EOF'\n{BROKEN_EXTRA}EOF")
+    host.run(f"printf 'rules_files:\\n  - {extra}\\n' > /etc/falco/config.d/zz-extra.yaml")
     try:
         before = live(host)
         out = run_playbook("rules_deploy.yml", {"falco_rules_sources": SECOND_SOURCES,
@@ -334,16 +346,17 @@ def test_a_reload_falco_refuses_switches_back(host):
         assert out["rc"] != 0
         report = out["report"]
         assert report["status"] == "rolled_back", report
-        assert report["reason"].startswith("Falco refused the reload: Invalid engine.kind "
-                                           "'nosuchdriver'"), report["reason"]
+        assert report["reason"] == (
+            f"Falco refused the reload: {extra}:2:13: LOAD_ERR_COMPILE_CONDITION (Error "
+            "compiling condition): filter_check called with nonexistent field nosuch.field")
         assert report["health_checks"][0].startswith("journal: the reload that followed")
         now = live(host)
         assert (now["active"], now["files"], now["loaded"], now["pid"]) == (
             before["active"], before["files"], before["loaded"], before["pid"])
-        journal = host.check_output("journalctl -u falco-modern-bpf.service -o cat -n 200")
+        journal = host.check_output("journalctl -u falco-modern-bpf.service -o cat -n 300")
         assert '"rule":"Falco internal: hot restart failure","source":"internal"' in journal
     finally:
-        host.run("rm -f /etc/falco/config.d/zz-bad-engine.yaml && "
+        host.run(f"rm -f /etc/falco/config.d/zz-extra.yaml {extra} && "
                  f"systemctl restart falco-modern-bpf.service && {WAIT}")
 
 

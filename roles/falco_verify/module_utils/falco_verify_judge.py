@@ -273,7 +273,11 @@ class Judge:
 
     @property
     def complete(self) -> bool:
-        """Every attack that ran is detected: collecting further can only add detail."""
+        """Every attack that ran is detected, or nothing ran at all: collecting further can only
+        add detail. (Benign scenarios alone are given the whole timeout, as false positives
+        take as long to show up as detections.)"""
+        if not any(self._ran(r) for r in self.runs):
+            return True
         attacks = [r for r in self.runs if r["kind"] == "attack" and self._ran(r)]
         return bool(attacks) and all(self.detected(r) for r in attacks)
 

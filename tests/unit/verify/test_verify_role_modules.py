@@ -305,3 +305,14 @@ def test_run_checks_the_catalogue_with_the_judge(scenarios_module):
     judge = sys.modules["ansible.module_utils.falco_verify_judge"]
     with pytest.raises(judge.CatalogueError, match="an attack needs techniques"):
         judge.check_catalogue({"version": 1, "scenarios": {"x": {"script": "true"}}})
+
+
+def test_collect_does_not_wait_when_no_scenario_ran(alerts_module, tmp_path):
+    path = tmp_path / "events.json"
+    mark = alerts_module.mark_end(str(path))
+    fake = FakeClock(path, {})
+    refused = {**_run("release_agent"), "not_run_reason": "the kernel refused"}
+    result = alerts_module.collect(mark, [refused], ["Setns"], timeout=30, poll_interval=0.5,
+                                   clock=fake.clock, sleep=fake.sleep)
+    assert result["status"] == "not_run"
+    assert fake.now <= 0.5  # one read, one poll interval at most
