@@ -100,6 +100,25 @@ def parse_events(text: str) -> dict[str, dict[str, int]]:
     return events
 
 
+_EVENT_PARAM = re.compile(r"([A-Z][A-Z0-9_]*) \*\*([A-Za-z0-9_]+)\*\*")
+
+
+def parse_event_params(text: str) -> dict[str, str]:
+    """event parameter name -> type of its first occurrence, in event table order.
+
+    libsinsp resolves `evt.arg.X` / `evt.rawarg.X` with
+    sinsp_utils::find_longest_matching_evt_param() (the longest parameter name that prefixes X,
+    first found in the event table), and
+    `evt.rawarg.X` takes that parameter's type.
+    """
+    params: dict[str, str] = {}
+    for line in text.splitlines():
+        if _EVENT_ROW_TABLE.match(line) or _EVENT_ROW_PLAIN.match(line):
+            for ptype, name in _EVENT_PARAM.findall(line):
+                params.setdefault(name, ptype)
+    return params
+
+
 def build(corpus: Path, version: str) -> dict:
     fields_md = (corpus / f"supported-fields-{version}.md").read_text(encoding="utf-8")
     events_md = (corpus / f"supported-events-{version}.md").read_text(encoding="utf-8")
@@ -120,6 +139,7 @@ def build(corpus: Path, version: str) -> dict:
         "deprecated_fields": deprecated,
         "fields": fields,
         "events": parse_events(events_md),
+        "event_params": parse_event_params(events_md),
     }
 
 

@@ -79,3 +79,32 @@ def test_errors_of_earlier_file_items_are_reported_in_later_loads(tmp_path):
     assert ra.warning_codes == ["LOAD_UNUSED_LIST"]
     assert rb.warning_codes == ["LOAD_UNUSED_LIST", "LOAD_UNUSED_LIST"]
     assert rb.warnings[0].ctx.name == str(a)
+
+
+def test_a_list_bomb_is_refused_quickly(tmp_path):
+    """Lists whose items name lists defined after them multiply a condition tenfold per list
+    (Falco substitutes lists in definition order, rule_loader_compiler.cpp parse_condition()):
+    six levels would be a condition of ten million items on every host."""
+    import time
+
+    lines = [f"- list: l{i}\n  items: [{', '.join([f'l{i + 1}'] * 10)}]\n" for i in range(6)]
+    lines.append("- list: l6\n  items: [a, b, c, d, e, f, g, h, i, j]\n")
+    lines.append("- rule: r\n  desc: d\n  condition: evt.type = open and proc.name in (l0)\n"
+                 "  output: x\n  priority: WARNING\n")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("".join(lines))
+    started = time.monotonic()
+    (res,) = validate([str(path)]).results
+    assert time.monotonic() - started < 5
+    assert res.error_codes == ["LOAD_ERR_COMPILE_CONDITION"]
+    assert "would make the condition larger than 1000000 characters" in res.errors[0].msg
+
+
+def test_a_small_chain_of_lists_still_loads(tmp_path):
+    lines = [f"- list: l{i}\n  items: [{', '.join([f'l{i + 1}'] * 3)}]\n" for i in range(3)]
+    lines.append("- list: l3\n  items: [a, b]\n")
+    lines.append("- rule: r\n  desc: d\n  condition: evt.type = open and proc.name in (l0)\n"
+                 "  output: x\n  priority: WARNING\n")
+    path = tmp_path / "chain.yaml"
+    path.write_text("".join(lines))
+    assert validate([str(path)]).ok

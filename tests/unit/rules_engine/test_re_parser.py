@@ -49,12 +49,14 @@ def test_errors(text, msg, idx):
 
 
 def test_operators_per_version():
-    parse("proc.cmdline regex 'a.*'", G44)
-    with pytest.raises(ParseError):
-        parse("proc.cmdline regex 'a.*'", G40)
-    assert parse("len(proc.name) > 2", G44)[1][0] == "xform"
-    with pytest.raises(ParseError):
-        parse("len(proc.name) > 2", G40)
+    # libs 0.20 (Falco 0.40) already has `regex` and len(); join() comes with libs 0.25
+    for g in (G40, G44):
+        assert parse("proc.cmdline regex 'a.*'", g)[2] == "regex"
+        assert parse("len(proc.name) > 2", g)[1][0] == "xform"
+    assert parse("join(proc.name) = x", G44)[1][0] == "xform"
+    with pytest.raises(ParseError) as exc:
+        parse("proc.name < abc", G40)
+    assert exc.value.msg.endswith("'b64', 'basename', 'len'")
 
 
 def test_field_args_and_val():

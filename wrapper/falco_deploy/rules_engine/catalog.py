@@ -17,6 +17,13 @@ DATA_DIR = Path(__file__).parent / "data"
 # "from 0.62.0 to 0.63.0". 0.40: engine 0.46.0.
 ENGINE_VERSIONS = {"0.44": (0, 62, 0), "0.40": (0, 46, 0)}
 
+# Plugins the Falco package loads with its shipped configuration (name -> version, None when
+# any version is accepted), checked against required_plugin_versions after each file
+# (falco validate_rules_files.cpp -> falco_engine::check_plugin_requirements). 0.40:
+# falco.yaml has `load_plugins: []`. 0.44: the package's config.d/falco.container_plugin.yaml
+# loads `container` (the official rules require >= 0.4.0; its exact version is not recorded).
+PACKAGE_PLUGINS: dict[str, dict[str, tuple | None]] = {"0.44": {"container": None}, "0.40": {}}
+
 # Numeric parameter types (libsinsp filter_compare.cpp flt_is_comparable).
 NUMERIC_TYPES = frozenset((
     "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "ERRNO", "FD",
@@ -51,7 +58,9 @@ def op_type_error(op: str, ftype: str) -> str | None:
     if ftype in NUMERIC_TYPES:
         ok, kind = op in _NUMERIC_OPS, "numeric"
     elif ftype == "BOOL":
-        ok, kind = op in _BOOL_OPS, "boolean"
+        # flt_is_comparable_bool() words its error like the numeric one (real Falco 0.40:
+        # "'contains' operator not supported for numeric filters" on a BOOL field)
+        ok, kind = op in _BOOL_OPS, "numeric"
     elif ftype in IP_TYPES:
         ok, kind = op in _IP_OPS, "ip address and network"
     elif ftype in STRING_TYPES:
@@ -69,6 +78,7 @@ class Catalog:
     def __init__(self, version: str, data: dict) -> None:
         self.version = version
         self.engine_version = ENGINE_VERSIONS[version]
+        self.loaded_plugins = PACKAGE_PLUGINS[version]
         # name -> (type, class, plugin, dot_arg)
         self.fields: dict[str, tuple] = {k: tuple(v) for k, v in data["fields"].items()}
         # accepted, but Falco warns (LOAD_DEPRECATED_ITEM) when a rule uses them
@@ -81,6 +91,9 @@ class Catalog:
             for name, n in bucket.items():
                 counts[name] = counts.get(name, 0) + n
         self.event_codes = counts
+        # event parameter name -> type of its first occurrence in the event table
+        # (sinsp_utils::find_longest_matching_evt_param() resolves evt.arg.X / evt.rawarg.X)
+        self.event_params: dict[str, str] = data.get("event_params", {})
         # Every event code of the schema: what a condition with no evt.type restriction matches.
         self.all_event_codes = sum(counts.values())
         self._lookup_cache: dict[str, tuple | None] = {}

@@ -30,14 +30,17 @@ except ImportError:  # pragma: no cover - depends on the PyYAML build
 
 _NULL_TAG = "tag:yaml.org,2002:null"
 _RGX_IDENTIFIER = re.compile(r"[a-zA-Z]+[a-zA-Z0-9_]*\Z")
-_RGX_BARESTR = re.compile(r"[^()\"'\s=,]+\Z")
+# RE2's [:space:] is ASCII only: [\t\n\v\f\r ]
+_RGX_BARESTR = re.compile(r"[^()\"'\t\n\v\f\r =,]+\Z")
 _SEMVER = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 _UINT = re.compile(r"\s*\+?\d+\s*\Z")
 
-ERROR_INVALID_MACRO_NAME = ("Macro has an invalid name. Macro names must match a regular "
-                            "expression: ([a-zA-Z]+[a-zA-Z0-9_]*)")
-ERROR_INVALID_LIST_NAME = ("List has an invalid name. List names must match a regular "
-                           "expression: ([^()\"'[:space:]=,]+)")
+# rule_loader_reader.cpp read_item(): an invalid macro/list name is a warning
+# (LOAD_INVALID_MACRO_NAME / LOAD_INVALID_LIST_NAME) and the item still loads.
+WARNING_INVALID_MACRO_NAME = ("Macro has an invalid name. Macro names should match a regular "
+                              "expression: ([a-zA-Z]+[a-zA-Z0-9_]*)")
+WARNING_INVALID_LIST_NAME = ("List has an invalid name. List names should match a regular "
+                             "expression: ([^()\"'[:space:]=,]+)")
 WARNING_APPEND = ("'append' key is deprecated. Add an 'append' entry (e.g. 'condition: "
                   "append') under 'override' instead.")
 WARNING_ENABLED = ("The standalone 'enabled' key usage is deprecated. The correct approach "
@@ -213,8 +216,12 @@ class Engine:
         self.rules: dict[str, RuleInfo] = {}
         self.cur_index = 0
         self.plugins: set[str] = set()
+        # required_plugin_versions entries, each a list of (name, version) alternatives
+        self.required_plugins: list[list[tuple[str, str]]] = []
         self.required_engine_version = (0, 0, 0)
         self._parse_cache: dict[str, object] = {}
+        # compiler.value_warnings() per constant value, for the current plugin set
+        self._value_warn_cache: tuple[frozenset, dict[str, list]] = (frozenset(), {})
         self.res: R.FileResult | None = None
 
     # ------------------------------------------------------------------ loading
@@ -377,8 +384,13 @@ class Engine:
             name = self._decode_val(ex, "name", tmp)
             ex_ctx = parent.child(_mark(ex), R.EXCEPTION, name)
             info = ExceptionInfo(name, ex_ctx)
-            if any(e.name == name for e in out):
-                _throw("Exceptions names in the same object must be unique", ex_ctx)
+            # rule_loader_reader.cpp read_rule_exceptions(): one LOAD_EXCEPTION_NAME_NOT_UNIQUE
+            # warning per earlier exception of the same name; the exception is still kept.
+            for e in out:
+                if e.name == name:
+                    self.res.add_warning("LOAD_EXCEPTION_NAME_NOT_UNIQUE",
+                                         f"Multiple definitions of exception '{name}' in the "
+                                         "same rule", ex_ctx)
             info.fields = self._exception_entry(ex, "fields", ex_ctx, append)
             info.comps = self._exception_entry(ex, "comps", ex_ctx, True)
             exvals = _get(ex, "values")
@@ -475,6 +487,31 @@ class Engine:
             # A declared plugin is treated as loaded (as Falco runs with it configured): its
             # fields (container.* on Falco >= 0.41) become available.
             self.plugins.update(seen)
+            # collector::define(plugin_version_info): kept for falco_engine::
+            # check_plugin_requirements(), which Falco runs after each file (see validate()).
+            self.required_plugins.append(reqs)
+
+    def plugin_requirements_error(self) -> str | None:
+        """falco_engine::check_plugin_requirements() against the plugins the Falco package loads
+        (catalog.PACKAGE_PLUGINS): the first requirement no loaded plugin satisfies."""
+        loaded = self.catalog.loaded_plugins
+        for alternatives in self.required_plugins:
+            ok = False
+            for rname, rver in alternatives:
+                if rname not in loaded:
+                    continue
+                have = loaded[rname]
+                want = tuple(int(x) for x in _SEMVER.match(rver).groups())
+                # sinsp_version::check(): same major, and at least the required minor.patch
+                if have is not None and not (have[0] == want[0] and have[1:] >= want[1:]):
+                    return ("Plugin '{}' version '{}.{}.{}' is not compatible with required "
+                            "plugin version '{}'".format(rname, *have, rver))
+                ok = True
+                break
+            if not ok:
+                return "Plugin requirement not satisfied, must load one of: " + ", ".join(
+                    f"{n} (>= {v})" for n, v in alternatives)
+        return None
 
     def _next_index(self) -> int:
         i = self.cur_index
@@ -496,7 +533,7 @@ class Engine:
         name = self._decode_val(item, "list", tmp)
         ctx = parent.child(_mark(item), R.LIST, name)
         if not _RGX_BARESTR.match(name):
-            _throw(ERROR_INVALID_LIST_NAME, ctx)
+            self.res.add_warning("LOAD_INVALID_LIST_NAME", WARNING_INVALID_LIST_NAME, ctx)
         items = self._decode_seq(item, "items", ctx, optional=False)
         append = self._decode_val(item, "append", ctx, optional=True, kind="bool") or False
         if append:
@@ -519,7 +556,7 @@ class Engine:
         name = self._decode_val(item, "macro", tmp)
         ctx = parent.child(_mark(item), R.MACRO, name)
         if not _RGX_IDENTIFIER.match(name):
-            _throw(ERROR_INVALID_MACRO_NAME, ctx)
+            self.res.add_warning("LOAD_INVALID_MACRO_NAME", WARNING_INVALID_MACRO_NAME, ctx)
         cond = self._decode_val(item, "condition", ctx)
         cond_ctx = ctx.child(_mark(_get(item, "condition")), R.MACRO_CONDITION)
         append = self._decode_val(item, "append", ctx, optional=True, kind="bool") or False

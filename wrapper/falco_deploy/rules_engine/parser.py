@@ -11,6 +11,7 @@ GRAMMARS).
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 
 # Both regex flavours of the upstream parser (POSIX), as Python patterns.
 _RGX_NOTBLANK = re.compile(r"not[ \t\n\r\f\v]+")
@@ -21,6 +22,8 @@ _RGX_HEXNUM = re.compile(r"0[xX][0-9a-zA-Z]+")
 _RGX_NUMBER = re.compile(r"[+\-]?[0-9]+[.]?[0-9]*(?:[eE][+\-][0-9]+)?")
 _RGX_BARESTR = re.compile(r"[^()\"'\s=,]+")
 _BLANKS = " \t\b\r\n"
+_BLANK_RUN = re.compile("[" + re.escape(_BLANKS) + "]+")
+_LINE_BREAK = re.compile("[\r\n]")
 
 _UNARY_OPS = ("exists",)
 _NUM_OPS = ("<=", "<", ">=", ">")
@@ -41,10 +44,13 @@ class Grammar:
 _STR_OPS_BASE = ("==", "=", "!=", "glob ", "iglob ", "contains ", "icontains ", "bcontains ",
                  "startswith ", "bstartswith ", "endswith ")
 
-# Falco 0.40 ships libs 0.20 (no `regex`, no `len()`); Falco 0.44 ships libs 0.25
-# (falcosecurity/libs parser.cpp adds "regex " and the len()/join() transformers).
+# Falco 0.40 ships libs 0.20: its parser.cpp already has "regex " and the len() transformer
+# (real Falco 0.40.0 lists them in "expected a valid check operator: one of ..., 'endswith',
+# 'regex', 'intersects', ..." and "...: 'val', 'tolower', 'toupper', 'b64', 'basename', 'len'");
+# Falco 0.44 ships libs 0.25, which adds the join() transformer.
 GRAMMARS = {
-    "0.40": Grammar(_STR_OPS_BASE, ("tolower(", "toupper(", "b64(", "basename(")),
+    "0.40": Grammar(_STR_OPS_BASE + ("regex ",),
+                    ("tolower(", "toupper(", "b64(", "basename(", "len(")),
     "0.44": Grammar(_STR_OPS_BASE + ("regex ",),
                     ("tolower(", "toupper(", "b64(", "basename(", "len(", "join(")),
 }
@@ -70,7 +76,7 @@ def _tok_list(vals) -> str:
 
 
 class Parser:
-    __slots__ = ("s", "n", "i", "line", "col", "last", "g", "depth", "max_depth")
+    __slots__ = ("s", "n", "i", "_breaks", "last", "g", "depth", "max_depth")
 
     def __init__(self, text: str, grammar: Grammar, max_depth: int = 1000) -> None:
         # libsinsp reads a C string: anything after a NUL byte is invisible to it.
@@ -78,8 +84,9 @@ class Parser:
         self.s = text if nul < 0 else text[:nul]
         self.n = len(self.s)
         self.i = 0
-        self.line = 1
-        self.col = 1
+        # Positions of the line breaks (each "\n" and each "\r" counts, as libsinsp's parser
+        # counts them): line and column are derived from the index only when a node needs them.
+        self._breaks = [m.start() for m in _LINE_BREAK.finditer(self.s)]
         self.last = ""
         self.g = grammar
         self.depth = 0
@@ -87,16 +94,14 @@ class Parser:
 
     # --- position helpers ---
     def pos(self) -> tuple[int, int, int]:
-        return (self.i, self.line, self.col)
+        """(index, line, column), 1-based: a break ends its line; the column counts from it."""
+        i = self.i
+        before = bisect_left(self._breaks, i)
+        if before == 0:
+            return (i, 1, i + 1)
+        return (i, before + 1, i - self._breaks[before - 1])
 
     def _advance(self, text: str) -> None:
-        nl = text.count("\n") + text.count("\r")
-        if nl:
-            last_nl = max(text.rfind("\n"), text.rfind("\r"))
-            self.line += nl
-            self.col = len(text) - last_nl
-        else:
-            self.col += len(text)
         self.i += len(text)
 
     def fail(self, msg: str):
@@ -104,13 +109,10 @@ class Parser:
 
     # --- lexers ---
     def blank(self) -> bool:
-        s, i, n = self.s, self.i, self.n
-        j = i
-        while j < n and s[j] in _BLANKS:
-            j += 1
-        if j == i:
+        m = _BLANK_RUN.match(self.s, self.i)
+        if m is None:
             return False
-        self._advance(s[i:j])
+        self.i = m.end()
         return True
 
     def lit(self, tok: str) -> bool:

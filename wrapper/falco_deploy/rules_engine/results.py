@@ -266,12 +266,16 @@ class FileResult:
 class Report:
     """Results of loading a list of files into one engine, in load order."""
 
-    def __init__(self, results: list[FileResult]) -> None:
+    def __init__(self, results: list[FileResult], fatal: str | None = None) -> None:
         self.results = results
+        # Set when Falco stops before printing any result (validate_rules_files.cpp returns
+        # run_result::fatal: "Error: <fatal>" on stderr, exit 1), e.g. an unsatisfied
+        # required_plugin_versions; `results` then holds the files loaded up to that point.
+        self.fatal = fatal
 
     @property
     def ok(self) -> bool:
-        return all(r.successful for r in self.results)
+        return self.fatal is None and all(r.successful for r in self.results)
 
     @property
     def exit_code(self) -> int:
@@ -286,7 +290,10 @@ class Report:
                           ensure_ascii=False)
 
     def to_text(self) -> str:
-        """The summary `falco -V` prints on stdout (one block per file)."""
+        """The summary `falco -V` prints on stdout (one block per file); after a fatal stop,
+        Falco prints no summary, only the error."""
+        if self.fatal is not None:
+            return self.fatal
         return "\n".join(r.summary() for r in self.results)
 
     def warnings_text(self) -> str:
