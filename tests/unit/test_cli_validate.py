@@ -160,3 +160,95 @@ def test_cli_module_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env=env).stdout.strip()
     assert out == ""
+
+
+# -- bad sources: one line, exit 2, nothing outside the given paths read or printed -----------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _one_line_usage_error(res, text: str) -> None:
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and text in lines[0], res.stderr
+    assert "Traceback" not in res.output
+
+
+def test_a_missing_path_is_a_usage_error(tmp_path):
+    _one_line_usage_error(_run(["--engine", "builtin", str(tmp_path / "nope.yaml")]),
+                          "nope.yaml: no such file or folder")
+
+
+def test_a_symlink_is_refused_and_its_target_never_printed(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password: hunter2\n")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "a.yaml").symlink_to(secret)
+    for target in (rules, rules / "a.yaml"):
+        res = _run(["--engine", "builtin", str(target)])
+        _one_line_usage_error(res, "a.yaml: is a symbolic link")
+        assert "hunter2" not in res.output
+
+
+@pytest.mark.parametrize("source", ["/dev/zero", "/dev/null"])
+def test_a_device_is_refused(source):
+    _one_line_usage_error(_run(["--engine", "builtin", source]), "not a regular file")
+
+
+def test_a_file_over_the_size_limit_is_refused(tmp_path):
+    big = tmp_path / "big.yaml"
+    with big.open("wb") as fh:
+        fh.truncate(4 * 1024 * 1024 + 1)
+    _one_line_usage_error(_run(["--engine", "builtin", str(big)]),
+                          "larger than the 4194304 bytes a rules file may have")
+
+
+def test_a_binary_file_is_one_error_not_a_traceback(tmp_path):
+    blob = tmp_path / "blob.yaml"
+    blob.write_bytes(bytes(range(256)) * 4)
+    res = _run(["--engine", "builtin", str(blob)])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "LOAD_ERR_YAML_PARSE" in res.stdout and "not valid UTF-8" in res.stdout
+
+
+def test_an_alias_bomb_is_one_error_not_a_traceback(tmp_path):
+    lines = ["- list: a0\n  items: &a0 [x, x, x, x, x, x, x, x, x, x]\n"]
+    for i in range(1, 9):
+        ref = ", ".join([f"*a{i - 1}"] * 10)
+        lines.append(f"- list: a{i}\n  items: &a{i} [{ref}]\n")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("".join(lines))
+    res = _run(["--engine", "builtin", str(bomb)])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "LOAD_ERR" in res.stdout
+
+
+def test_base_upstream_validates_after_the_packaged_official_rules():
+    rules = str(ROOT / "rules")
+    alone = _run(["--engine", "builtin", rules])
+    assert alone.exit_code == 1 and "Undefined macro" in alone.stdout
+    for version in ("0.44", "0.40"):
+        res = _run(["--engine", "builtin", "--falco-version", version, "--base", "upstream",
+                    rules])
+        assert res.exit_code == 0, res.output
+        assert f"falco_rules-{version}.yaml: Ok" in res.stdout
+        assert "falco-deploy_rules.yaml: Ok" in res.stdout
+
+
+def test_the_pre_commit_hook_runs_the_validator_as_documented(tmp_path):
+    import shlex
+
+    import yaml
+
+    (hook,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    assert hook["id"] == "falco-rules-validate" and hook["language"] == "python"
+    argv = shlex.split(hook["entry"])
+    assert argv[:3] == ["falco-deploy", "rules", "validate"]
+    # pre-commit appends the staged files to the entry (and a site's args before them).
+    good = _run([*argv[3:], "--falco-version", "0.40",
+                 str(ROOT / "rules" / "falco-deploy_rules.yaml")])
+    assert good.exit_code == 0, good.output
+    bad = tmp_path / "site_rules.yaml"
+    bad.write_text(BAD)
+    assert _run([*argv[3:], str(bad)]).exit_code == 1

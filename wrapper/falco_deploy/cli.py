@@ -214,16 +214,18 @@ _VALIDATE_EXIT_CODES_HELP = """\b
 Exit codes (like falco -V):
   0  every file is valid (Ok, or Ok with warnings)
   1  at least one file has errors
-  2  bad usage (unknown option, missing PATH, unknown --falco-version)
+  2  bad usage (unknown option, unknown --falco-version) or a bad source:
+     missing, unreadable, a symbolic link, not a regular file, or over 4 MiB
   5  --engine falco but no usable falco binary
 """
 
 
 @rules.command("validate", epilog=_VALIDATE_EXIT_CODES_HELP)
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
-@click.option("--base", "base", multiple=True, metavar="FILE",
-              help="Rules loaded before PATHs, e.g. the upstream falco_rules.yaml that custom "
-                   "rules build on (repeatable).")
+@click.option("--base", "base", multiple=True, metavar="FILE|upstream",
+              help="Rules loaded before PATHs (repeatable). `upstream`: the official "
+                   "falco_rules.yaml that the package of --falco-version installs, which custom "
+                   "rules build on (what `rules deploy` validates after).")
 @click.option("--falco-version", type=click.Choice(["0.44", "0.40"]), default="0.44",
               show_default=True, help="Field/event catalogue and engine version to check against.")
 @click.option("--engine", type=click.Choice(["auto", "builtin", "falco"]), default="auto",
@@ -238,7 +240,8 @@ def rules_validate(ctx: click.Context, paths: tuple[str, ...], base: tuple[str, 
     """Check Falco rules files (or rules.d folders) the way `falco -V` does.
 
     Files are loaded into one engine in order, after any --base files; a folder contributes its
-    .yaml/.yml files in name order.
+    .yaml/.yml files in name order. Rules that use the official macros (spawned_process,
+    open_read, container, ...) need `--base upstream`, as on a host.
     """
     from falco_deploy.commands import validate as command
 

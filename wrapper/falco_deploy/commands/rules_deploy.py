@@ -20,32 +20,18 @@ from falco_deploy.commands.playbook import (
     resolve_inventories,
     run_playbook_command,
 )
+from falco_deploy.commands.validate import base_rules_file
 from falco_deploy.errors import FalcoDeployError
 from falco_deploy.exitcodes import ExitCode
 from falco_deploy.project import find_project
 from falco_deploy.results import RunResult
-from falco_deploy.rules_engine import FALCO_VERSIONS, expand_paths, validate
-from falco_deploy.rules_engine.catalog import DATA_DIR
+from falco_deploy.rules_engine import expand_paths, validate
 from falco_deploy.rules_engine.results import Report
 
 COMMAND = "rules deploy"
 PLAYBOOK = "rules_deploy"
 # ansible's `serial` takes a count or a percentage of the play's hosts.
 _SERIAL = re.compile(r"^(?:[1-9][0-9]*|(?:100|[1-9][0-9]?)%)$")
-
-
-def base_rules_file(falco_version: str) -> Path:
-    """The upstream falco_rules.yaml the package of that Falco version installs
-    (copied into the package by scripts/gen_rules_catalog.py)."""
-    if falco_version not in FALCO_VERSIONS:
-        raise FalcoDeployError(f"unsupported Falco version {falco_version!r}",
-                               hint="one of: " + ", ".join(FALCO_VERSIONS))
-    path = DATA_DIR / f"falco_rules-{falco_version}.yaml"
-    if not path.is_file():
-        raise FalcoDeployError(f"the packaged base rules {path} are missing",
-                               hint="reinstall falco-deploy, or pass --base FILE",
-                               exit_code=ExitCode.ENVIRONMENT)
-    return path
 
 
 @dataclass

@@ -8,16 +8,82 @@ rendered by the same code (rules_engine.results).
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
+import os
+import stat
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from falco_deploy.errors import FalcoDeployError
 from falco_deploy.exitcodes import ExitCode
-from falco_deploy.rules_engine import FALCO_VERSIONS, expand_paths, validate
+from falco_deploy.rules_engine import (
+    FALCO_VERSIONS,
+    MAX_FILE_BYTES,
+    RULES_SUFFIXES,
+    expand_paths,
+    validate,
+)
+from falco_deploy.rules_engine.catalog import DATA_DIR
 from falco_deploy.rules_engine.results import Report, report_from_falco_json
 
 ENGINES = ("auto", "builtin", "falco")
+# `--base upstream`: the falco_rules.yaml the package of the chosen Falco version installs.
+UPSTREAM = "upstream"
+
+
+def base_rules_file(falco_version: str) -> Path:
+    """The upstream falco_rules.yaml the package of that Falco version installs
+    (copied into the package by scripts/gen_rules_catalog.py)."""
+    if falco_version not in FALCO_VERSIONS:
+        raise FalcoDeployError(f"unsupported Falco version {falco_version!r}",
+                               hint="one of: " + ", ".join(FALCO_VERSIONS))
+    path = DATA_DIR / f"falco_rules-{falco_version}.yaml"
+    if not path.is_file():
+        raise FalcoDeployError(f"the packaged base rules {path} are missing",
+                               hint="reinstall falco-deploy, or pass --base FILE",
+                               exit_code=ExitCode.ENVIRONMENT)
+    return path
+
+
+def _refuse(message: str) -> FalcoDeployError:
+    return FalcoDeployError(message, exit_code=ExitCode.USAGE)
+
+
+def _check_file(path: Path, shown: str) -> None:
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode):
+        raise _refuse(f"{shown}: is a symbolic link; give the file it points to (links are "
+                      "refused so that nothing outside the given paths is read)")
+    if not stat.S_ISREG(info.st_mode):
+        raise _refuse(f"{shown}: not a regular file")
+    if info.st_size > MAX_FILE_BYTES:
+        raise _refuse(f"{shown}: {info.st_size} bytes, larger than the {MAX_FILE_BYTES} bytes a "
+                      "rules file may have")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise _refuse(f"{shown}: cannot be read: {exc.strerror or exc}") from None
+
+
+def check_sources(paths: list[str]) -> None:
+    """Exit 2 with one line for a source that is missing, unreadable, a symbolic link, not a
+    regular file or folder, or too big - also for the rules files of a given folder - before
+    anything is loaded."""
+    for raw in paths:
+        path = Path(raw)
+        if not os.path.lexists(path):
+            raise _refuse(f"{raw}: no such file or folder")
+        if path.is_symlink() or not path.is_dir():
+            _check_file(path, raw)
+            continue
+        try:
+            names = sorted(os.listdir(path))
+        except OSError as exc:
+            raise _refuse(f"{raw}: cannot read the folder: {exc.strerror or exc}") from None
+        for name in names:
+            entry = path / name
+            if name.endswith(RULES_SUFFIXES) and not (entry.is_dir() and not entry.is_symlink()):
+                _check_file(entry, str(entry))
 
 
 @dataclass
@@ -40,6 +106,8 @@ class ValidateResult:
 
 
 def _falco_report(binary: str, files: list[str]) -> Report:
+    import subprocess  # only for --engine falco: `rules validate` starts fast without it
+
     cmd = [binary]
     for f in files:
         cmd += ["-V", f]
@@ -76,7 +144,14 @@ def run(options: ValidateOptions) -> ValidateResult:
                                hint="one of: " + ", ".join(FALCO_VERSIONS))
     if not options.paths:
         raise FalcoDeployError("no rules file or folder given")
+    base = [str(base_rules_file(options.falco_version)) if b == UPSTREAM else b
+            for b in options.base]
+    check_sources([*base, *options.paths])
+    options = ValidateOptions(options.paths, base, options.falco_version, options.engine,
+                              options.falco_binary)
     engine = options.engine
+    if engine != "builtin":
+        import shutil  # only to look for a falco binary: the builtin engine starts without it
     if engine == "auto":
         engine = "falco" if shutil.which(options.falco_binary) else "builtin"
     if engine == "falco":

@@ -10,6 +10,7 @@ imports inside this package, so the package can be copied verbatim next to a sta
 from __future__ import annotations
 
 import os
+import stat
 
 from . import results as _R
 from .catalog import load as _load_catalog
@@ -18,6 +19,10 @@ from .results import FileResult, Report
 
 FALCO_VERSIONS = ("0.44", "0.40")
 RULES_SUFFIXES = (".yaml", ".yml")
+# The largest rules file read. Falco itself has no limit; the upstream falco_rules.yaml is about
+# 100 KiB, and a rules set travels to every host of a fleet, so 4 MiB is plenty and a device
+# such as /dev/zero cannot exhaust memory.
+MAX_FILE_BYTES = 4 * 1024 * 1024
 
 __all__ = ["FALCO_VERSIONS", "FileResult", "Report", "expand_paths", "load_text", "validate"]
 
@@ -64,11 +69,20 @@ def validate(paths, base=(), falco_version: str = "0.44") -> Report:
             continue
         try:
             with open(path, "rb") as fh:
-                raw = fh.read()
+                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    results.append(_read_error(path, "LOAD_ERR_FILE_READ",
+                                               f"Could not read file {path}: not a regular file"))
+                    continue
+                raw = fh.read(MAX_FILE_BYTES + 1)
         except OSError as e:
             results.append(_read_error(
                 path, "LOAD_ERR_FILE_READ",
                 f"Could not read file {path}: {e.strerror or e}"))
+            continue
+        if len(raw) > MAX_FILE_BYTES:
+            results.append(_read_error(
+                path, "LOAD_ERR_FILE_READ",
+                f"Could not read file {path}: larger than {MAX_FILE_BYTES} bytes"))
             continue
         try:
             text = raw.decode("utf-8")
@@ -78,6 +92,11 @@ def validate(paths, base=(), falco_version: str = "0.44") -> Report:
                 f"File is not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})"))
             continue
         results.append(load_text(engine, path, text))
+        # falco validate_rules_files.cpp: after each file, check_rules_plugin_requirements();
+        # on failure Falco stops there (run_result::fatal) and prints no results.
+        fatal = engine.plugin_requirements_error()
+        if fatal is not None:
+            return Report(results, fatal)
     return Report(results)
 
 
