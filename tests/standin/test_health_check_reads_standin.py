@@ -1,4 +1,4 @@
-"""The host-side health check (roles/falco_rules/module_utils/falco_rules_host.py) reads what the
+"""The host-side health check (plugins/module_utils/falco_rules_host.py) reads what the
 stand-in writes exactly as it reads the recordings of a real Falco (tests/unit/
 test_falco_rules_health.py): a good reload lists the loaded files, a bad one is a failure that
 names its file and line, and the web server the restart started answers.
@@ -21,7 +21,7 @@ from test_matches_real_falco import (
     start,
 )
 
-HOST_CODE = ROOT / "roles" / "falco_rules" / "module_utils" / "falco_rules_host.py"
+HOST_CODE = ROOT / "plugins" / "module_utils" / "falco_rules_host.py"
 spec = importlib.util.spec_from_file_location("falco_rules_host", HOST_CODE)
 frh = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(frh)

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ROLE = ROOT / "roles" / "falco_rules"
-HOST_CODE = ROLE / "module_utils" / "falco_rules_host.py"
+HOST_CODE = ROOT / "plugins" / "module_utils" / "falco_rules_host.py"
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="release files must be root-owned")
 
@@ -89,7 +88,7 @@ def test_host_code_needs_only_the_standard_library():
 
 
 def test_module_defaults_are_the_probe_defaults():
-    text = (ROLE / "library" / "falco_rules_release.py").read_text()
+    text = (ROOT / "plugins" / "modules" / "falco_rules_release.py").read_text()
     for key in frh.DEFAULTS:
         if key in ("fail_on_warnings", "health_timeout"):
             continue
@@ -149,7 +148,7 @@ PLAYBOOK = """\
   gather_facts: false
   tasks:
     - name: Call falco_rules_release
-      falco_rules_release: {args}
+      falco_deploy.falco.falco_rules_release: {args}
       register: out
     - name: Show the result
       ansible.builtin.debug:
@@ -161,9 +160,6 @@ def play(tmp_path: Path, args: dict, **extra_vars) -> tuple[dict, str]:
     book = tmp_path / "play.yml"
     book.write_text(PLAYBOOK.format(args=json.dumps(args)))
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-           "ANSIBLE_ACTION_PLUGINS": str(ROLE / "action_plugins"),
-           "ANSIBLE_LIBRARY": str(ROLE / "library"),
-           "ANSIBLE_MODULE_UTILS": str(ROLE / "module_utils"),
            "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
     playbook = Path(sys.executable).with_name("ansible-playbook")
@@ -243,7 +239,7 @@ SERIAL_PLAYBOOK = """\
   serial: 1
   tasks:
     - name: Build the release
-      falco_rules_bundle:
+      falco_deploy.falco.falco_rules_bundle:
         sources: ["{sources}"]
       run_once: true
       register: bundle
@@ -267,8 +263,7 @@ def test_every_batch_of_a_serial_play_gets_the_same_release(tmp_path):
     book = tmp_path / "play.yml"
     book.write_text(SERIAL_PLAYBOOK.format(sources=sources))
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-           "ANSIBLE_ACTION_PLUGINS": str(ROLE / "action_plugins"),
-           "ANSIBLE_LIBRARY": str(ROLE / "library"), "ANSIBLE_NOCOLOR": "1"}
+           "ANSIBLE_NOCOLOR": "1"}
     playbook = Path(sys.executable).with_name("ansible-playbook")
     proc = subprocess.run([str(playbook), "-i", str(tmp_path / "hosts.yml"), str(book), "-e",
                            json.dumps({"ansible_python_interpreter": sys.executable})],
@@ -289,12 +284,10 @@ def test_an_unreachable_host_is_reported_after_one_attempt(tmp_path):
         "all:\n  hosts:\n    fd-closed:\n      ansible_connection: ssh\n"
         "      ansible_host: 127.0.0.1\n      ansible_port: 1\n")  # nothing listens on port 1
     book = tmp_path / "play.yml"
-    book.write_text("- hosts: all\n  gather_facts: false\n  tasks:\n"
-                    "    - name: Status\n      falco_rules_release: {action: status}\n")
+    book.write_text("- hosts: all\n  gather_facts: false\n  tasks:\n    - name: Status\n"
+                    "      falco_deploy.falco.falco_rules_release: {action: status}\n")
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-           "ANSIBLE_ACTION_PLUGINS": str(ROLE / "action_plugins"),
-           "ANSIBLE_LIBRARY": str(ROLE / "library"),
-           "ANSIBLE_MODULE_UTILS": str(ROLE / "module_utils"), "ANSIBLE_NOCOLOR": "1"}
+           "ANSIBLE_NOCOLOR": "1"}
     playbook = Path(sys.executable).with_name("ansible-playbook")
     proc = subprocess.run([str(playbook), "-vvv", "-i", str(tmp_path / "hosts.yml"), str(book)],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)

@@ -12,11 +12,7 @@ from pathlib import Path
 import pytest
 
 MODULE_PATH = (
-    Path(__file__).resolve().parents[2]
-    / "roles"
-    / "falco_preflight"
-    / "library"
-    / "falco_preflight_probe.py"
+    Path(__file__).resolve().parents[2] / "plugins" / "modules" / "falco_preflight_probe.py"
 )
 
 

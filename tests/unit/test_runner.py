@@ -64,16 +64,24 @@ def test_cmdline_quotes_extra_vars_like_a_shell(tmp_path):
 
 
 def test_env_points_ansible_at_the_project(tmp_path):
-    (tmp_path / "ansible.cfg").write_text("[defaults]\n")
-    env = runner.build_env(Project(tmp_path, "option"), Path("/venv/bin"), {"PATH": "/usr/bin"})
-    assert env == {"PATH": "/venv/bin:/usr/bin", "ANSIBLE_ROLES_PATH": str(tmp_path / "roles"),
-                   "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg"),
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "ansible.cfg").write_text("[defaults]\n")
+    env = runner.build_env(Project(project, "option"), Path("/venv/bin"),
+                           {"PATH": "/usr/bin", "XDG_STATE_HOME": str(tmp_path / "state")},
+                           cwd=tmp_path)
+    collections = env.pop("ANSIBLE_COLLECTIONS_PATH").split(":")
+    assert env == {"PATH": "/venv/bin:/usr/bin", "ANSIBLE_CONFIG": str(project / "ansible.cfg"),
                    "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True"}
+    link = Path(collections[0]) / "ansible_collections" / "falco_deploy" / "falco"
+    assert link.resolve() == project.resolve()
 
 
-def test_env_without_ansible_cfg_leaves_config_alone(tmp_path):
-    env = runner.build_env(Project(tmp_path, "option"), Path("/b"), {})
-    assert "ANSIBLE_CONFIG" not in env
+def test_env_without_any_ansible_cfg_leaves_config_alone(tmp_path):
+    env = runner.build_env(Project(tmp_path, "option"), Path("/b"),
+                           {"HOME": str(tmp_path / "home"), "XDG_STATE_HOME": str(tmp_path)},
+                           cwd=tmp_path / "elsewhere")
+    assert "ANSIBLE_CONFIG" not in env or env["ANSIBLE_CONFIG"] == "/etc/ansible/ansible.cfg"
 
 
 def test_ansible_playbook_found_next_to_interpreter(tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from falco_deploy.ansible_config import settings_env
 from falco_deploy.errors import FalcoDeployError
 from falco_deploy.exitcodes import ExitCode
 from falco_deploy.project import Project
@@ -121,18 +122,20 @@ def _ansible_playbook_dir() -> Path:
     )
 
 
-def build_env(project: Project, bin_dir: Path,
-              environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def build_env(project: Project, bin_dir: Path, environ: Mapping[str, str] | None = None,
+              cwd: Path | None = None) -> dict[str, str]:
+    """The environment ansible-playbook gets on top of the operator's: our bin dir on PATH,
+    the operator's Ansible configuration with the project's settings as defaults, and the
+    project as the collection falco_deploy.falco (falco_deploy.ansible_config)."""
     env = os.environ if environ is None else environ
     out = {
         "PATH": os.pathsep.join([str(bin_dir), env.get("PATH", "")]).rstrip(os.pathsep),
-        "ANSIBLE_ROLES_PATH": str(project.roles_dir),
         # An inventory that does not parse is the operator's error; by default ansible only
         # warns and runs on no host, which would read as "no host matched".
         "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
     }
-    if project.ansible_cfg.is_file():
-        out["ANSIBLE_CONFIG"] = str(project.ansible_cfg)
+    out.update(settings_env(project, cwd or Path.cwd(), env,
+                            state_home(env) / "falco-deploy"))
     return out
 
 

@@ -17,7 +17,7 @@ CATALOGUE = JUDGE.check_catalogue(
     yaml.safe_load((ROOT / "roles" / "falco_verify" / "files" / "scenarios.yml").read_text()))
 BY_NAME = {s["name"]: s for s in CATALOGUE}
 PRELUDE = re.search(r'PRELUDE = """\\\n(.*?)"""', (
-    ROOT / "roles" / "falco_verify" / "library" / "falco_verify_scenarios.py").read_text(),
+    ROOT / "plugins" / "modules" / "falco_verify_scenarios.py").read_text(),
     re.S).group(1)
 _IPV4 = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")
 OUR_RULES = {item["rule"]: item for item in yaml.safe_load(

@@ -16,20 +16,16 @@ from pathlib import Path
 
 import pytest
 
-ROLE = Path(__file__).resolve().parents[3] / "roles" / "falco_verify"
-LIBRARY = ROLE / "library"
+ROOT = Path(__file__).resolve().parents[3]
+LIBRARY = ROOT / "plugins" / "modules"
 RUN_ID = "20261129T190808-3fa9c1"
 
 
 def _load(name: str):
-    # The modules import the role's module_utils as Ansible ships them to the host.
-    for util in ("falco_alert_file", "falco_verify_judge"):
-        dotted = f"ansible.module_utils.{util}"
-        if dotted not in sys.modules:
-            spec = importlib.util.spec_from_file_location(
-                dotted, ROLE / "module_utils" / f"{util}.py")
-            sys.modules[dotted] = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(sys.modules[dotted])
+    # The modules import the collection's module_utils by their collection path; the checkout's
+    # .collections folder holds the link that makes that path importable.
+    if str(ROOT / ".collections") not in sys.path:
+        sys.path.insert(0, str(ROOT / ".collections"))
     spec = importlib.util.spec_from_file_location(name, LIBRARY / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -302,7 +298,8 @@ def test_a_script_that_cannot_attack_here_is_not_run_with_its_reason(
 
 
 def test_run_checks_the_catalogue_with_the_judge(scenarios_module):
-    judge = sys.modules["ansible.module_utils.falco_verify_judge"]
+    judge = sys.modules[
+        "ansible_collections.falco_deploy.falco.plugins.module_utils.falco_verify_judge"]
     with pytest.raises(judge.CatalogueError, match="an attack needs techniques"):
         judge.check_catalogue({"version": 1, "scenarios": {"x": {"script": "true"}}})
 

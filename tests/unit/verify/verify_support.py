@@ -11,12 +11,12 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SHARED = Path(os.environ.get("FALCO_DEPLOY_SHARED") or REPO_ROOT.parent / "shared")
-MODULE_UTILS = REPO_ROOT / "roles" / "falco_verify" / "module_utils"
+MODULE_UTILS = REPO_ROOT / "plugins" / "module_utils"
 RECORDED_RUN = SHARED / "corpus" / "falco-real-0.40" / "verify-run"
 
 
 def role_util(name: str):
-    """roles/falco_verify/module_utils/<name>.py, loaded by path (standard library only)."""
+    """plugins/module_utils/<name>.py, loaded by path (standard library only)."""
     spec = importlib.util.spec_from_file_location(name, MODULE_UTILS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

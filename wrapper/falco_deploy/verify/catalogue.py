@@ -1,8 +1,8 @@
 """The scenario catalogue of `falco-deploy verify`, read and checked before any host is touched.
 
 The catalogue is the falco_verify role's files/scenarios.yml (or a site's own file, --catalogue),
-and it is checked with the role's module_utils/falco_verify_judge.py: the code each host checks
-it with, loaded by path (standard library only), so the two can never disagree.
+and it is checked with the collection's plugins/module_utils/falco_verify_judge.py: the code
+each host checks it with, loaded by path (standard library only), so the two never disagree.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ RUN_ID_RE = re.compile(r"\d{8}T\d{6}-[0-9a-z]{1,16}")
 
 @cache
 def judge_module(project: Project) -> ModuleType:
-    """roles/falco_verify/module_utils/falco_verify_judge.py of the project."""
-    path = project.roles_dir / "falco_verify" / "module_utils" / "falco_verify_judge.py"
+    """plugins/module_utils/falco_verify_judge.py of the project (the collection)."""
+    path = project.root / "plugins" / "module_utils" / "falco_verify_judge.py"
     spec = importlib.util.spec_from_file_location("falco_verify_judge", path)
     if spec is None or spec.loader is None or not path.is_file():
         raise FalcoDeployError(f"the falco_verify role's judge is missing: {path}",

@@ -94,8 +94,12 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.falco_alert_file import beginning, mark_end, read_since
-from ansible.module_utils.falco_verify_judge import Judge
+from ansible_collections.falco_deploy.falco.plugins.module_utils.falco_alert_file import (
+    beginning,
+    mark_end,
+    read_since,
+)
+from ansible_collections.falco_deploy.falco.plugins.module_utils.falco_verify_judge import Judge
 
 
 def collect(mark, runs, ours, timeout, poll_interval, clock=time.monotonic, sleep=time.sleep):

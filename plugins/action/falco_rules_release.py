@@ -13,7 +13,6 @@ pipelining - runs the module as usual, so the probe only ever saves time.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
 from pathlib import Path
@@ -22,6 +21,9 @@ from ansible import constants as C
 from ansible.errors import AnsibleConnectionFailure
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
+from ansible_collections.falco_deploy.falco.plugins.module_utils.falco_rules_host import (
+    build_files,
+)
 
 display = Display()
 
@@ -30,12 +32,6 @@ HOST_CODE = Path(__file__).resolve().parent.parent / "module_utils" / "falco_rul
 PROBE_OPTIONS = ("base_rules_files", "falco_config", "rules_dir", "state_dir", "service_unit")
 
 
-def host_code():
-    """module_utils/falco_rules_host.py, imported on the controller (release checks)."""
-    spec = importlib.util.spec_from_file_location("falco_rules_host", HOST_CODE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class ActionModule(ActionBase):
@@ -50,8 +46,8 @@ class ActionModule(ActionBase):
         if answer is not None:
             result.update(answer)
             return result
-        result.update(self._execute_module(module_name="falco_rules_release", module_args=args,
-                                           task_vars=task_vars))
+        result.update(self._execute_module(module_name="falco_deploy.falco.falco_rules_release",
+                                           module_args=args, task_vars=task_vars))
         return result
 
     def _probe_answer(self, args: dict, task_vars: dict) -> dict | None:
@@ -64,7 +60,7 @@ class ActionModule(ActionBase):
                 return None
             try:
                 # A release the module would refuse never counts as live (same check, here).
-                host_code().build_files(release)
+                build_files(release)
             except Exception:  # noqa: BLE001 - Refused or a malformed release: the module says
                 return None
             want = str(release.get("sha256") or "")

@@ -3,35 +3,25 @@
 """falco_rules_bundle: build a rules release (files, manifest, source commit) on the control node.
 
 The sources are local files, so this runs in the controller's process: no module, no
-connection, nothing to ship (documentation: library/falco_rules_bundle.py).
+connection, nothing to ship (documentation: plugins/modules/falco_rules_bundle.py).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
 import json
 import os
 import re
 import subprocess
 from datetime import datetime, timezone
-from pathlib import Path
 
 from ansible import constants as C
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-
-HOST_CODE = Path(__file__).resolve().parent.parent / "module_utils" / "falco_rules_host.py"
-
-
-def manifest_hash(files) -> str:
-    """The hash the host checks a release against (module_utils/falco_rules_host.py)."""
-    spec = importlib.util.spec_from_file_location("falco_rules_host", HOST_CODE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.manifest_hash(files)
-
+from ansible_collections.falco_deploy.falco.plugins.module_utils.falco_rules_host import (
+    manifest_hash,  # the hash the host checks a release against
+)
 
 EXTENSIONS = (".yaml", ".yml")
 

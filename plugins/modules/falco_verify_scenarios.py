@@ -17,7 +17,7 @@ description:
   - C(action=run) checks the C(catalogue) (the role's files/scenarios.yml, parsed), picks the
     scenarios C(names) (all when empty) and runs each with C(docker run --rm) in a container
     named C(purple-<run_id>-<scenario>) and labelled with the run id. The script gets two shell
-    functions: C(purple_trigger) prints this host's clock (nanoseconds since the epoch) right
+    functions. C(purple_trigger) prints this host's clock (nanoseconds since the epoch) right
     before the attack, which is the trigger time (C(trigger_source=attack)); without it the time
     right before C(docker run) is (C(trigger_source=docker run)). C(purple_not_run REASON) ends
     the script and reports the scenario not run (the kernel refused a precondition). The daemon
@@ -90,7 +90,7 @@ import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.falco_verify_judge import (
+from ansible_collections.falco_deploy.falco.plugins.module_utils.falco_verify_judge import (
     CatalogueError,
     check_catalogue,
     our_rules,

@@ -13,7 +13,7 @@ module: falco_rules_release
 short_description: Stage, validate with the host's falco, switch atomically, reload and check
 description:
   - C(action=deploy) receives a whole release (file names and base64 contents) in its arguments,
-    so the host gets it with the module itself: no separate upload. When the active release
+    so the host gets it with the module itself, without a separate upload. When the active release
     already has the same manifest hash and its live files match the manifest, nothing happens.
   - Otherwise it stages C(<state_dir>/releases/<id>/rules/), runs the host's own
     C(falco -c <config> -o json_output=true -V ...) over the package's rules files followed by the
@@ -32,10 +32,10 @@ description:
     O(rules_dir) is missing or a dangling symlink, reports the status C(no_falco),
     C(falco_down) or C(rules_missing) (after a deploy that still went live on disk, too).
   - C(action=rollback) switches to an earlier release (by id or steps back) the same way.
-  - C(action=status) only reads: Falco version, engine kind, unit state, active release, drift.
-  - Never fails because of a refused or rolled back release: the result says so and the role
-    decides. Supports check mode (and diff) for deploy and rollback.
-  - Has an action plugin of the same name: C(action=status), and a deploy whose release is
+  - C(action=status) only reads (Falco version, engine kind, unit state, active release, drift).
+  - Never fails because of a refused or rolled back release (the result says so and the role
+    decides). Supports check mode (and diff) for deploy and rollback.
+  - Has an action plugin of the same name. C(action=status), and a deploy whose release is
     already live unchanged, are answered by a read-only probe (the host code of
     module_utils/falco_rules_host.py run as a script over the pipelined connection) without this
     module; everything else, and any probe that cannot run, comes here.
@@ -121,7 +121,7 @@ import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.falco_rules_host import (
+from ansible_collections.falco_deploy.falco.plugins.module_utils.falco_rules_host import (
     DEFAULTS,
     Host,
     Refused,
