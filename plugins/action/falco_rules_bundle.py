@@ -1,29 +1,62 @@
 # Copyright: falco-deploy contributors
 # Apache License 2.0 (see LICENSE)
-"""falco_rules_bundle: build a rules release (files, manifest, source commit) on the control node.
+"""falco_rules_bundle: validate a rules set offline, then build its release (files, manifest,
+source commit) on the control node.
 
 The sources are local files, so this runs in the controller's process: no module, no
-connection, nothing to ship (documentation: plugins/modules/falco_rules_bundle.py).
+connection, nothing to ship (documentation: plugins/modules/falco_rules_bundle.py). The
+validation is the gate before any host is touched: whoever runs the playbook (falco-deploy,
+plain ansible-playbook, AWX), whatever falco_rules_sources says, a set the validator refuses
+fails this task, and the play has no earlier host task.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import importlib
+import importlib.util
 import json
 import os
 import re
 import subprocess
+import sys
 from datetime import datetime, timezone
 
 from ansible import constants as C
 from ansible.errors import AnsibleActionFail
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 from ansible_collections.falco_deploy.falco.plugins.module_utils.falco_rules_host import (
     manifest_hash,  # the hash the host checks a release against
 )
 
 EXTENSIONS = (".yaml", ".yml")
+
+
+def rules_gate():
+    """The offline validator's gate module: the copy of falco_deploy.rules_engine this collection
+    carries (wrapper/, kept in the tarball by galaxy.yml) so that plugin and validator always
+    come from one release; else the installed Python package's (a wheel has no wrapper/).
+    The copy is loaded under a private name: it must not shadow an installed falco_deploy."""
+    own = os.path.realpath(os.path.join(os.path.dirname(os.path.realpath(__file__)),
+                                        os.pardir, os.pardir, "wrapper", "falco_deploy",
+                                        "rules_engine"))
+    init = os.path.join(own, "__init__.py")
+    if not os.path.isfile(init):
+        return importlib.import_module("falco_deploy.rules_engine.gate")
+    name = "_falco_deploy_rules_engine"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, init,
+                                                      submodule_search_locations=[own])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    return importlib.import_module(name + ".gate")
 
 
 def git_commit(paths: list[str]) -> str:
@@ -74,8 +107,9 @@ def project_version(project_dir: str) -> str:
     return found.group(1) if found else ""
 
 
-def build_release(sources: list[str], project_dir: str = "") -> dict:
-    """The release of these rules files and folders; AnsibleActionFail on a bad source."""
+def collect(sources: list[str]) -> list[str]:
+    """The files of the set, in the order Falco loads them from one rules.d folder: by name.
+    AnsibleActionFail on a missing source or two files of one name."""
     paths: list[str] = []
     for source in sources:
         if os.path.isdir(source):
@@ -85,19 +119,43 @@ def build_release(sources: list[str], project_dir: str = "") -> dict:
             paths.append(source)
         else:
             raise AnsibleActionFail(f"rules source {source} does not exist on the control node")
-    files, seen = [], {}
+    seen: dict[str, str] = {}
     for path in paths:
         name = os.path.basename(path)
         if name in seen:
             raise AnsibleActionFail(f"two rules files named {name}: {seen[name]} and {path} "
                                     "(a rules folder is flat: names must be unique)")
         seen[name] = path
+    if not paths:
+        raise AnsibleActionFail("no *.yaml or *.yml rules file in " + ", ".join(sources))
+    return sorted(paths, key=os.path.basename)
+
+
+def gate(paths: list[str], falco_version: str, base: list[str], allow_warnings: bool):
+    """The offline validation of the set (falco_deploy.rules_engine.gate)."""
+    try:
+        return rules_gate().check(paths, base, falco_version, allow_warnings)
+    except ValueError as e:  # an unknown Falco version
+        raise AnsibleActionFail(f"falco_version: {e}") from e
+
+
+def refusal(checked) -> dict:
+    """The task result of a set the gate refused: the validator's report as `falco -V` prints
+    it in msg (readable in ansible-playbook's output), its JSON in `validation`."""
+    return {"failed": True, "changed": False, "validation": checked.to_dict(),
+            "msg": f"{checked.verdict}; no host was touched\n{checked.to_text()}"}
+
+
+def build_release(sources: list[str], project_dir: str = "",
+                  paths: list[str] | None = None) -> dict:
+    """The release of these rules files and folders; AnsibleActionFail on a bad source."""
+    files = []
+    for path in paths if paths is not None else collect(sources):
+        name = os.path.basename(path)
         with open(path, "rb") as handle:
             data = handle.read()
         files.append({"name": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
                       "content": base64.b64encode(data).decode("ascii")})
-    if not files:
-        raise AnsibleActionFail("no *.yaml or *.yml rules file in " + ", ".join(sources))
     files.sort(key=lambda f: f["name"])
     digest = manifest_hash(files)
     now = datetime.now(timezone.utc)
@@ -142,7 +200,8 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars or {})
         args = self._task.args
-        unknown = set(args) - {"sources", "project_dir"}
+        unknown = set(args) - {"sources", "project_dir", "falco_version", "base",
+                               "fail_on_warnings"}
         if unknown:
             raise AnsibleActionFail(f"unsupported options: {', '.join(sorted(unknown))}")
         sources = args.get("sources")
@@ -155,9 +214,24 @@ class ActionModule(ActionBase):
         sources = [os.path.join(base, os.path.expanduser(os.path.expandvars(str(s))))
                    for s in sources]
         project_dir = os.path.expanduser(str(args.get("project_dir") or ""))
-        release = build_release(sources, project_dir)
+        base_files = args.get("base") or []
+        if isinstance(base_files, str):
+            base_files = [base_files]
+        base_files = [os.path.join(base, os.path.expanduser(str(b))) for b in base_files]
+        for path in base_files:
+            if not os.path.isfile(path):
+                raise AnsibleActionFail(f"base rules file {path} does not exist on the control "
+                                        "node")
+        paths = collect(sources)
+        checked = gate(paths, str(args.get("falco_version") or "0.44"), base_files,
+                       allow_warnings=not boolean(args.get("fail_on_warnings", True)))
+        validation = checked.to_dict()
+        if not checked.ok:
+            result.update(refusal(checked))
+            return result
+        release = build_release(sources, project_dir, paths)
         same_release_in_every_batch(release)
-        result.update(changed=False, release=release,
+        result.update(changed=False, release=release, validation=validation,
                       summary={"id": release["id"], "sha256": release["sha256"],
                                "files": [f["name"] for f in release["files"]]})
         return result

@@ -4,7 +4,7 @@
 
 Standard library only, so that the same code runs in two ways: inside the module (Ansible ships
 it as ansible.module_utils.falco_rules_host), and on its own as the read-only probe that the
-action plugin (action_plugins/falco_rules_release.py) pipes to the host's python3. The probe
+action plugin (plugins/action/falco_rules_release.py) pipes to the host's python3. The probe
 answers `status`, and a deploy whose release is already live unchanged, with one command and
 no module round trip; everything else goes to the module.
 """

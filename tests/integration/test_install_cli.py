@@ -3,59 +3,36 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
-import yaml
 
 from falco_deploy.exitcodes import ExitCode
 
+from .conftest import booted_hosts, docker, make_inventory
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-IMAGE = os.environ.get("FALCO_DEPLOY_TESTHOST_IMAGE", "falco-deploy-testhost:bookworm")
 FALCO_DEPLOY = Path(sys.executable).with_name("falco-deploy")
-
-
-def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True)
 
 
 @pytest.fixture
 def hosts(testbed: Path):
     """Two fresh test hosts; removed afterwards whatever happened."""
-    suffix = uuid.uuid4().hex[:6]
-    names = [f"fd-cli-{suffix}-good", f"fd-cli-{suffix}-nobtf"]
-    for name in names:
-        _docker("run", "-d", "--name", name, "--hostname", name, "--privileged",
-                "--cgroupns=private", "--tmpfs", "/run", "--tmpfs", "/tmp",
-                "-v", f"{testbed}/standin/repo:/mnt/falco-repo:ro", IMAGE, "/lib/systemd/systemd")
-    try:
-        for name in names:  # wait for systemd to finish booting
-            _docker("exec", name, "timeout", "60", "systemctl", "is-system-running", "--wait",
-                    check=False)
+    with booted_hosts(testbed, "fd-cli", ["good", "nobtf"]) as names:
         yield names
-    finally:
-        _docker("rm", "-f", *names, check=False)
 
 
 def _inventory(tmp_path: Path, good: str, nobtf: str) -> Path:
-    inv = {"all": {"children": {"falco_hosts": {
-        "hosts": {
-            good: {"ansible_connection": "community.docker.docker"},
-            nobtf: {"ansible_connection": "community.docker.docker",
-                    "falco_preflight_btf_path": "/nonexistent/btf/vmlinux"},
-            # Nothing listens on port 1 of loopback: a genuinely unreachable host.
-            "fd-cli-gone": {"ansible_connection": "ssh", "ansible_host": "127.0.0.1",
-                            "ansible_port": 1, "ansible_ssh_timeout": 3},
-        }}}}}
-    path = tmp_path / "hosts.yml"
-    path.write_text(yaml.safe_dump(inv))
-    # The test bed's settings (stand-in repository, pinned throwaway key) come with the inventory.
-    (tmp_path / "group_vars").symlink_to(REPO_ROOT / "inventories" / "testbed" / "group_vars")
-    return path
+    return make_inventory(tmp_path, {
+        good: {},
+        nobtf: {"falco_preflight_btf_path": "/nonexistent/btf/vmlinux"},
+        # Nothing listens on port 1 of loopback: a genuinely unreachable host.
+        "fd-cli-gone": {"ansible_connection": "ssh", "ansible_host": "127.0.0.1",
+                        "ansible_port": 1, "ansible_ssh_timeout": 3},
+    })
 
 
 def _install(inventory: Path, tmp_path: Path, *args: str) -> tuple[int, dict]:
@@ -84,7 +61,7 @@ def test_check_mode_changes_nothing_on_a_fresh_host(hosts, tmp_path):
     assert any(step.startswith("Would ") and "install falco 0.44.0" in step
                for step in result["planned"]), result["planned"]
     # Nothing was written: no package, no key, no repository, no Falco config.
-    probe = _docker("exec", good, "sh", "-c",
+    probe = docker("exec", good, "sh", "-c",
                     "dpkg -s falco >/dev/null 2>&1 && echo pkg; "
                     "ls /etc/apt/keyrings/falcosecurity.asc /etc/falco"
                     " /etc/apt/sources.list.d/falcosecurity.list 2>/dev/null; true")
@@ -107,7 +84,7 @@ def test_partial_run_reports_skipped_and_unreachable_hosts(hosts, tmp_path):
     assert results["fd-cli-gone"]["reason"]
     assert Path(envelope["artifacts_dir"]).is_dir()
     # The skipped host was not touched.
-    assert _docker("exec", nobtf, "test", "-e", "/etc/falco", check=False).returncode != 0
+    assert docker("exec", nobtf, "test", "-e", "/etc/falco", check=False).returncode != 0
 
     # A second run on the installed host changes nothing.
     rc, envelope = _install(inventory, tmp_path, "--limit", good)

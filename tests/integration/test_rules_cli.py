@@ -22,8 +22,9 @@ import yaml
 
 from falco_deploy.exitcodes import ExitCode
 
+from .conftest import booted_hosts, make_inventory
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-IMAGE = os.environ.get("FALCO_DEPLOY_TESTHOST_IMAGE", "falco-deploy-testhost:bookworm")
 FALCO_DEPLOY = Path(sys.executable).with_name("falco-deploy")
 STATE_DIR = "/var/lib/falco-deploy"
 RULES_D = "/etc/falco/rules.d"
@@ -63,29 +64,13 @@ def _sh(host: str, script: str, check: bool = True) -> str:
 @pytest.fixture(scope="module")
 def fleet(testbed: Path, tmp_path_factory):
     """Three test hosts with Falco installed by `falco-deploy install`; removed afterwards."""
-    suffix = uuid.uuid4().hex[:6]
-    names = [f"fd-rules-{suffix}-{n}" for n in (1, 2, 3)]
-    try:
-        for name in names:
-            _docker("run", "-d", "--name", name, "--hostname", name, "--privileged",
-                    "--cgroupns=private", "--tmpfs", "/run", "--tmpfs", "/tmp",
-                    "-v", f"{testbed}/standin/repo:/mnt/falco-repo:ro", IMAGE,
-                    "/lib/systemd/systemd")
-        for name in names:
-            _docker("exec", name, "timeout", "60", "systemctl", "is-system-running", "--wait",
-                    check=False)
+    with booted_hosts(testbed, "fd-rules", ["1", "2", "3"]) as names:
         workdir = tmp_path_factory.mktemp("fleet")
         # Ordered mapping: --serial batches follow inventory order, names[0] goes first.
-        inv = {"all": {"hosts": {n: {"ansible_connection": "community.docker.docker"}
-                                 for n in names}}}
-        inventory = workdir / "hosts.yml"
-        inventory.write_text(yaml.safe_dump(inv, sort_keys=False))
-        (workdir / "group_vars").symlink_to(REPO_ROOT / "inventories" / "testbed" / "group_vars")
+        inventory = make_inventory(workdir, {n: {} for n in names})
         rc, envelope, stderr = cli(workdir, "install", "--inventory", str(inventory))
         assert rc == ExitCode.OK, f"{envelope}\n{stderr[-3000:]}"
         yield names, inventory, workdir
-    finally:
-        _docker("rm", "-f", *names, check=False)
 
 
 def cli(workdir: Path, *args: str, timeout: float = 600) -> tuple[int, dict, str]:
@@ -328,7 +313,13 @@ def test_invalid_set_exits_1_and_touches_no_host(fleet):
     assert proc.returncode == ExitCode.RULES_INVALID == 1, proc.stdout + proc.stderr
     assert "zz_broken.yaml: Invalid" in proc.stdout
     assert "nonexistent field proc.nosuchfield" in proc.stdout
-    assert not artifacts.exists(), "ansible-playbook ran"
+    # The playbook ran, and its first task (the control node's gate) ended it: no task that
+    # reaches a host ran (argument validation stays on the control node too).
+    events = [json.loads(p.read_text()) for p in artifacts.glob("job_events/*.json")]
+    actions = {e["event_data"].get("task_action") for e in events
+               if e["event"].startswith("runner_on_")}
+    assert actions == {"ansible.builtin.validate_argument_spec",
+                       "falco_deploy.falco.falco_rules_bundle"}, actions
     assert {h: _sh(h, snapshot) for h in names} == before
 
 
@@ -365,9 +356,11 @@ def test_rollback_with_package_version_installs_that_falco_first(fleet):
 
 def module_calls(host: str) -> int:
     """Runs of the falco_rules_release module on the host: each logs `Invoked with` to the
-    journal (AnsibleModule's invocation log), a probe logs nothing."""
+    journal (AnsibleModule's invocation log, tagged `ansible-<the name the task called>`, here
+    the FQCN), a probe logs nothing."""
     time.sleep(0.5)  # journald takes the module's syslog line asynchronously
-    out = _sh(host, "journalctl --no-pager -o cat -t ansible-falco_rules_release", check=False)
+    out = _sh(host, "journalctl --no-pager -o cat "
+                    "-t ansible-falco_deploy.falco.falco_rules_release", check=False)
     return sum(1 for line in out.splitlines() if line.startswith("Invoked with"))
 
 

@@ -1,9 +1,13 @@
 """`rules deploy`, `rollback` and `status` in-process: the offline gate, what reaches the runner,
-and how results come out. The Ansible run is replaced by replayed events (never started)."""
+and how results come out. The Ansible run is replaced by replayed events (never started); for
+the gate, the playbook's first task (the falco_rules_bundle action's validation) runs for real
+on the variables the command passed (tests/unit/test_rules_gate_playbook.py runs it inside
+ansible-playbook)."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +19,14 @@ from test_cli_install import FakeRunner
 from falco_deploy import runner as runner_mod
 from falco_deploy.cli import cli
 from falco_deploy.exitcodes import ExitCode
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / ".collections"))
+from ansible_collections.falco_deploy.falco.plugins.action import (  # noqa: E402
+    falco_rules_bundle as bundle,
+)
+
+GATE_TASK = "Validate the rules set offline and build the release"
 
 GOOD_RULE = """\
 - rule: Fd test probe
@@ -74,15 +86,36 @@ def variables(run) -> dict:
     return json.loads(run.extra_vars[0])
 
 
+class GatedRunner(FakeRunner):
+    """The playbook's gate for real, over the variables the command passed: a refused set ends
+    the run at the first task, as ansible-playbook does; a passed set replays the events."""
+
+    def __call__(self, run, on_event=None):
+        given = variables(run)
+        checked = bundle.gate(bundle.collect(given["falco_rules_sources"]),
+                              given["falco_rules_gate_falco_version"],
+                              given["falco_rules_gate_base_files"],
+                              allow_warnings=not given["falco_rules_fail_on_warnings"])
+        self.gated = checked
+        if checked.ok:
+            self.events = [ok("a", GATE_TASK, validation=checked.to_dict()), *self.events]
+            return super().__call__(run, on_event)
+        res = bundle.refusal(checked)
+        self.events = [start("a", GATE_TASK), failed("a", GATE_TASK, res.pop("msg"), **res),
+                       stats(failures={"a": 1}, processed={"a": 1})]
+        self.rc, self.status = 2, "failed"
+        return super().__call__(run, on_event)
+
+
 # --- rules deploy: the offline gate ---------------------------------------------------------
 
 def test_broken_set_exits_1_and_touches_no_host(monkeypatch, project, inventory, tmp_path):
     folder = rules_dir(tmp_path, good_yaml=GOOD_RULE, zz_broken_yaml=BROKEN_RULE)
-    fake = FakeRunner([])
+    fake = GatedRunner([rules_report("a")])
     result = invoke(monkeypatch, fake, "rules", "deploy", "-i", str(inventory), "--rules",
                     str(folder), "--project-dir", str(project))
     assert result.exit_code == ExitCode.RULES_INVALID == 1
-    assert fake.calls == []
+    assert not fake.gated.ok
     # The validator's own words, as `falco -V` prints them.
     assert f"{folder / 'zz_broken.yaml'}: Invalid" in result.output
     assert "filter_check called with nonexistent field proc.nosuchfield" in result.output
@@ -100,7 +133,7 @@ def test_usage_errors_come_before_the_gate(monkeypatch, project, tmp_path):
 def test_broken_set_json_envelope_carries_the_load_results(monkeypatch, project, inventory,
                                                            tmp_path):
     folder = rules_dir(tmp_path, broken_yaml=BROKEN_RULE)
-    fake = FakeRunner([])
+    fake = GatedRunner([])
     result = invoke(monkeypatch, fake, "rules", "deploy", "-i", str(inventory), "--rules",
                     str(folder), "--project-dir", str(project), "--output", "json")
     assert result.exit_code == 1
@@ -112,18 +145,18 @@ def test_broken_set_json_envelope_carries_the_load_results(monkeypatch, project,
     results = {Path(r["name"]).name: r for r in validation["falco_load_results"]}
     assert results["falco_rules-0.44.yaml"]["successful"] is True
     assert results["broken.yaml"]["errors"][0]["code"] == "LOAD_ERR_COMPILE_CONDITION"
-    assert fake.calls == []
+    assert doc["artifacts_dir"] == str(fake.calls[0].artifacts_dir)
 
 
 def test_warnings_fail_unless_allowed(monkeypatch, project, inventory, tmp_path):
     folder = rules_dir(tmp_path, good_yaml=GOOD_RULE, warn_yaml=WARNING_RULE)
-    fake = FakeRunner([rules_report("a")])
     args = ["rules", "deploy", "-i", str(inventory), "--rules", str(folder), "--project-dir",
             str(project)]
+    fake = GatedRunner([rules_report("a")])
     result = invoke(monkeypatch, fake, *args)
     assert result.exit_code == ExitCode.RULES_INVALID
     assert "1 warning(s)" in result.output and "LOAD_UNUSED_MACRO" in result.output
-    assert fake.calls == []
+    fake = GatedRunner([rules_report("a")])
     result = invoke(monkeypatch, fake, *args, "--allow-warnings")
     assert result.exit_code == ExitCode.OK, result.output
     assert variables(fake.calls[0])["falco_rules_fail_on_warnings"] is False
@@ -134,16 +167,46 @@ def test_set_that_needs_the_base_fails_with_an_empty_base(monkeypatch, project, 
     empty = tmp_path / "empty_base.yaml"
     empty.write_text("[]\n")
     folder = rules_dir(tmp_path, needs_yaml=NEEDS_BASE)
-    fake = FakeRunner([rules_report("a")])
     args = ["rules", "deploy", "-i", str(inventory), "--rules", str(folder), "--project-dir",
             str(project)]
-    result = invoke(monkeypatch, fake, *args, "--base", str(empty))
+    result = invoke(monkeypatch, GatedRunner([rules_report("a")]), *args, "--base", str(empty))
     assert result.exit_code == 1
     assert "Undefined macro" in result.output or "spawned_process" in result.output
-    result = invoke(monkeypatch, fake, *args, "--falco-version", "0.40", "--output", "json")
+    result = invoke(monkeypatch, GatedRunner([rules_report("a")]), *args, "--falco-version",
+                    "0.40", "--output", "json")
     assert result.exit_code == 0, result.output
     base = json.loads(result.stdout)["validation"]["base"]
     assert [Path(b).name for b in base] == ["falco_rules-0.40.yaml"]
+
+
+@pytest.mark.parametrize("option", [["--falco-version", "0.39"], ["--base", "/nonexistent.yaml"]])
+def test_bad_gate_settings_are_usage_errors(monkeypatch, project, inventory, option):
+    fake = GatedRunner([])
+    result = invoke(monkeypatch, fake, "rules", "deploy", "-i", str(inventory),
+                    "--project-dir", str(project), *option)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert fake.calls == []
+
+
+def test_refusal_in_a_later_batch_keeps_the_deployed_hosts(monkeypatch, project, inventory,
+                                                           tmp_path):
+    # The set changed on disk between batches: batch 1 (host a) got the release, batch 2's
+    # gate refused it. Host a's deploy must stay in the result, so this is not "no host was
+    # touched" (exit 1) but a failed run.
+    checked = bundle.gate(bundle.collect([str(rules_dir(tmp_path, b_yaml=BROKEN_RULE))]),
+                          "0.44", [], allow_warnings=False)
+    res = bundle.refusal(checked)
+    monkeypatch.setattr(runner_mod, "list_hosts", lambda run: ["a", "b"])
+    events = [ok("a", GATE_TASK, validation={**checked.to_dict(), "ok": True}),
+              ok("a", "Deploy the release", changed=True), rules_report("a"),
+              failed("b", GATE_TASK, res.pop("msg"), **res),
+              stats(failures={"b": 1}, processed={"a": 1, "b": 1})]
+    result = invoke(monkeypatch, FakeRunner(events, rc=2, status="failed"), "rules", "deploy",
+                    "-i", str(inventory), "--project-dir", str(project), "--output", "json")
+    doc = json.loads(result.stdout)
+    assert result.exit_code == ExitCode.PARTIAL, result.output
+    assert doc["validation"]["ok"] is False
+    assert {h["host"]: h["verdict"] for h in doc["hosts"]}["a"] == "deployed"
 
 
 # --- rules deploy: what reaches the runner --------------------------------------------------
@@ -165,6 +228,8 @@ def test_sources_are_absolute_in_host_load_order(monkeypatch, project, inventory
         "falco_rules_sources": [str(two / "a.yaml"), str(one / "b.yaml")],
         "falco_rules_serial": "25%",
         "falco_rules_fail_on_warnings": True,
+        "falco_rules_gate_falco_version": "0.44",
+        "falco_rules_gate_base_files": [],  # the packaged upstream rules of that version
     }
     assert run.extra_vars[1:] == ["x=1"]  # the operator's -e comes later and wins
     assert run.artifacts_dir.name.endswith("-rules-deploy")

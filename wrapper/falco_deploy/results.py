@@ -232,8 +232,9 @@ class RunResult:
     finished: datetime
     error: str | None = None  # the run as a whole went wrong (no host ran, playbook error)
     exit_code: ExitCode | None = None  # derived from hosts unless given
-    # rules deploy: the offline validation that ran before any host was touched
-    # ({"ok", "falco_version", "base", "files", "falco_load_results"}); None for other commands.
+    # rules deploy: the offline validation the playbook ran before any host was touched
+    # ({"ok", "falco_version", "base", "files", "allow_warnings", "falco_load_results"});
+    # None for other commands.
     validation: dict[str, Any] | None = None
     validation_text: str | None = None  # the validator's human output, for the text summary
     # verify: the run as a whole ({"run_id", "timeout_s", "scenarios", "catalogue", "junit"}).
@@ -354,6 +355,9 @@ class EventCollector:
         self.stats: dict[str, Any] | None = None
         self.no_hosts_matched = False
         self.current_task = ""
+        # rules deploy: the offline gate's verdict, from the falco_rules_bundle task's result
+        # (one per batch; a refusal is kept over a later pass)
+        self.validation: dict[str, Any] | None = None
 
     def expect_hosts(self, names: list[str], reason: str) -> None:
         """Hosts the play targeted; those that never show up in the events are NOT_RUN."""
@@ -395,6 +399,9 @@ class EventCollector:
         host = self._host(data["host"])
         task = data.get("task") or ""
         res = data.get("res") if isinstance(data.get("res"), dict) else {}
+        if isinstance(res.get("validation"), dict) and (
+                self.validation is None or self.validation.get("ok")):
+            self.validation = res["validation"]
         if kind == "runner_on_start":
             host.current_task = task
         elif kind == "runner_on_ok":

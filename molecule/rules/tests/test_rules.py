@@ -56,8 +56,10 @@ def source_files(sources: list[str]) -> dict[str, bytes]:
     return out
 
 
-def run_playbook(name: str, extra: dict | None = None, check: bool = False) -> dict:
-    """Run playbooks/<name> as the wrapper does; return rc, the host's report and its stats."""
+def run_playbook(name: str, extra: dict | None = None, check: bool = False,
+                 gate_may_refuse: bool = False) -> dict:
+    """Run playbooks/<name> as the wrapper does; return rc, the host's report, its stats and,
+    for rules_deploy.yml, the offline gate's verdict (`validation`)."""
     env = dict(os.environ,
                ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"),
                ANSIBLE_ROLES_PATH=str(PROJECT / "roles"),
@@ -78,16 +80,21 @@ def run_playbook(name: str, extra: dict | None = None, check: bool = False) -> d
     except ValueError:
         pytest.fail(f"{name}: no JSON output (rc {proc.returncode}):\n{proc.stdout[-3000:]}"
                     f"\n{proc.stderr[-3000:]}")
-    report, diffs = None, []
+    report, diffs, validation = None, [], None
     for play in doc.get("plays", []):
         for task in play.get("tasks", []):
             res = task.get("hosts", {}).get(HOST, {})
             if isinstance(res.get("falco_deploy_result"), dict):
                 report = res["falco_deploy_result"]
+            if isinstance(res.get("validation"), dict) and "falco_load_results" in res.get(
+                    "validation"):
+                validation = res["validation"]
             diff = res.get("diff")
             diffs += diff if isinstance(diff, list) else [diff] if isinstance(diff, dict) else []
-    assert report is not None, f"{name}: no falco_deploy_result:\n{proc.stdout[-3000:]}"
-    return {"rc": proc.returncode, "report": report, "stats": doc["stats"][HOST], "diffs": diffs}
+    if not (gate_may_refuse and validation is not None and not validation["ok"]):
+        assert report is not None, f"{name}: no falco_deploy_result:\n{proc.stdout[-3000:]}"
+    return {"rc": proc.returncode, "report": report, "stats": doc["stats"][HOST],
+            "diffs": diffs, "validation": validation}
 
 
 LIVE_PROBE = r"""
@@ -177,37 +184,72 @@ def test_first_deploy_adopted_the_operators_folder(host):
 
 
 # --- broken sets: refused, nothing switched, Falco not even reloaded ---------------------------
+# The offline gate on the control node refuses them before any host task. Sets that pass the
+# gate but not the host's own falco -V (here: a gate base that differs from the hosts' base
+# rules) are refused by the host, with the same outcome for Falco.
 
 BROKEN = [
-    ("yaml_error.yaml", True, "LOAD_ERR_YAML_PARSE"),
-    ("unknown_field.yaml", True, "nonexistent field proc.nosuchfield"),
-    ("undefined_macro.yaml", True, "Undefined macro 'fd_scenario_no_such_macro'"),
-    ("override_missing_rule.yaml", True, "no rule by that name already exists"),
-    ("empty.yaml", True, "empty.yaml: empty rules file"),
-    # Passes alone (only a warning, allowed here); fails once falco_rules.yaml is loaded first.
-    ("only_with_base.yaml", False, "nonexistent field proc.nosuchfield"),
+    ("yaml_error.yaml", "yaml-cpp: error at line"),
+    ("unknown_field.yaml", "nonexistent field proc.nosuchfield"),
+    ("undefined_macro.yaml", "Undefined macro 'fd_scenario_no_such_macro'"),
+    ("override_missing_rule.yaml", "no rule by that name already exists"),
+    ("empty.yaml", "empty.yaml"),  # Falco would accept it; the gate, like the hosts, does not
+    # Passes alone (only a warning); fails once falco_rules.yaml is loaded first.
+    ("only_with_base.yaml", "nonexistent field proc.nosuchfield"),
+]
+UPSTREAM = PROJECT / "wrapper" / "falco_deploy" / "rules_engine" / "data" / "falco_rules-0.44.yaml"
+# (file, the sources deployed, the gate's base files, what the host's falco -V says)
+HOST_ONLY = [
+    # Alone and after an empty base: only a warning for the gate.
+    ("only_with_base.yaml", [], [FILES / "gate-base" / "empty.yaml"],
+     "nonexistent field proc.nosuchfield"),
+    # The gate's base defines the macro; the hosts' base rules do not.
+    ("undefined_macro.yaml", FIRST_SOURCES, [UPSTREAM, FILES / "gate-base" / "site_macros.yaml"],
+     "Undefined macro 'fd_scenario_no_such_macro'"),
 ]
 
 
 @pytest.fixture(scope="module")
 def broken_runs(host):
-    """Deploy every broken set at once (the host's lock serialises them; ansible's start-up
-    overlaps): the live state before, each run's outcome, the live state after."""
+    """Deploy every broken set at once (the host's lock serialises what reaches it; ansible's
+    start-up overlaps): the live state before, each run's outcome, the live state after."""
     before, history = live(host), releases(host)
-    with ThreadPoolExecutor(max_workers=len(BROKEN)) as pool:
-        futures = {name: pool.submit(run_playbook, "rules_deploy.yml", {
-            "falco_rules_sources": FIRST_SOURCES + [str(FILES / "broken" / name)],
-            "falco_rules_fail_on_warnings": fail_on_warnings,
-        }) for name, fail_on_warnings, _ in BROKEN}
-        outcomes = {name: future.result() for name, future in futures.items()}
+    runs = {("gate", name): {"falco_rules_sources": FIRST_SOURCES + [str(FILES / "broken" / name)]}
+            for name, _ in BROKEN}
+    runs.update({("host", name): {
+        "falco_rules_sources": sources + [str(FILES / "broken" / name)],
+        "falco_rules_gate_base_files": [str(b) for b in base],
+        "falco_rules_fail_on_warnings": False,
+    } for name, sources, base, _ in HOST_ONLY})
+    with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+        futures = {key: pool.submit(run_playbook, "rules_deploy.yml", extra,
+                                    gate_may_refuse=key[0] == "gate")
+                   for key, extra in runs.items()}
+        outcomes = {key: future.result() for key, future in futures.items()}
     return {"before": before, "history": history, "outcomes": outcomes,
             "after": live(host), "after_history": releases(host)}
 
 
-@pytest.mark.parametrize(("name", "expected"), [(b[0], b[2]) for b in BROKEN],
-                         ids=[b[0] for b in BROKEN])
-def test_broken_set_is_refused(broken_runs, name, expected):
-    out = broken_runs["outcomes"][name]
+def _messages(validation: dict) -> str:
+    return json.dumps([f for f in validation["falco_load_results"] if not f["successful"]]
+                      + validation["empty_files"])
+
+
+@pytest.mark.parametrize(("name", "expected"), BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_set_is_refused_by_the_gate_before_the_host(broken_runs, name, expected):
+    out = broken_runs["outcomes"][("gate", name)]
+    assert out["rc"] != 0
+    assert out["report"] is None  # the play ended at the gate, before any host task
+    assert out["validation"]["ok"] is False
+    assert expected in _messages(out["validation"]), _messages(out["validation"])
+    assert out["stats"]["changed"] == 0
+
+
+@pytest.mark.parametrize(("name", "expected"), [(h[0], h[3]) for h in HOST_ONLY],
+                         ids=[h[0] for h in HOST_ONLY])
+def test_a_set_only_the_host_refuses(broken_runs, name, expected):
+    out = broken_runs["outcomes"][("host", name)]
+    assert out["validation"]["ok"] is True  # the gate let it through
     assert out["rc"] != 0
     assert out["report"]["status"] == "refused"
     assert expected in out["report"]["reason"], out["report"]["reason"]

@@ -1,6 +1,6 @@
 """Following a Falco file_output file: only new lines, across rotation and truncation.
 
-The reader is roles/falco_verify/module_utils/falco_alert_file.py, which the falco_verify_alerts
+The reader is plugins/module_utils/falco_alert_file.py, which the falco_verify_alerts
 module runs on the host; the lines it returns are parsed by the role's judge, as in a real
 `verify` run.
 """

@@ -1,16 +1,16 @@
-"""`falco-deploy rules deploy`: validate a rules set offline, then roll it out with
-playbooks/rules_deploy.yml (stage -> host-side `falco -V` -> atomic switch -> reload -> health).
+"""`falco-deploy rules deploy`: roll a rules set out with playbooks/rules_deploy.yml (offline
+gate -> stage -> host-side `falco -V` -> atomic switch -> reload -> health).
 
-The offline validation is the gate before any host is touched: the same files, in the order
-Falco will load them from /etc/falco/rules.d (one folder, name order), after the upstream
-falco_rules.yaml of the target Falco version. A set that fails here never reaches Ansible.
+The offline gate is the playbook's first task (the falco_rules_bundle action, on the control
+node, before any host task), so plain ansible-playbook and AWX runs have it too; this command
+checks its own arguments, passes the gate's settings as variables and reports a refusal as
+exit 1 with the validator's words. It never validates a second time.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 from falco_deploy.commands.playbook import (
@@ -20,13 +20,12 @@ from falco_deploy.commands.playbook import (
     resolve_inventories,
     run_playbook_command,
 )
-from falco_deploy.commands.validate import base_rules_file
 from falco_deploy.errors import FalcoDeployError
 from falco_deploy.exitcodes import ExitCode
 from falco_deploy.project import find_project
 from falco_deploy.results import RunResult
-from falco_deploy.rules_engine import expand_paths, validate
-from falco_deploy.rules_engine.results import Report
+from falco_deploy.rules_engine import FALCO_VERSIONS, expand_paths
+from falco_deploy.rules_engine.gate import Gate
 
 COMMAND = "rules deploy"
 PLAYBOOK = "rules_deploy"
@@ -41,48 +40,6 @@ class RulesDeployOptions(PlaybookOptions):
     falco_version: str = "0.44"
     base: list[str] = field(default_factory=list)  # empty: the packaged upstream base rules
     allow_warnings: bool = False
-
-
-@dataclass
-class Gate:
-    """The offline validation of a set: what was loaded and what the policy made of it."""
-
-    report: Report
-    base: list[str]
-    files: list[str]  # the set, absolute, in host load order
-    falco_version: str
-    allow_warnings: bool
-
-    @property
-    def own_warnings(self) -> int:
-        """Warnings in the set itself; the upstream base's are not ours to fix."""
-        base = set(self.base)
-        return sum(len(r.warnings) for r in self.report.results if r.name not in base)
-
-    @property
-    def ok(self) -> bool:
-        return self.report.ok and (self.allow_warnings or self.own_warnings == 0)
-
-    @property
-    def verdict(self) -> str:
-        if not self.report.ok:
-            return "the rules set is invalid"
-        if not self.ok:
-            return (f"the rules set has {self.own_warnings} warning(s) and warnings fail "
-                    "(--allow-warnings relaxes that)")
-        return "ok"
-
-    def to_dict(self) -> dict:
-        return {"ok": self.ok, "falco_version": self.falco_version, "base": self.base,
-                "files": self.files, "allow_warnings": self.allow_warnings,
-                **self.report.to_json()}
-
-    def to_text(self) -> str:
-        """The validator's own text: the per-file summary, plus warnings when they count."""
-        text = self.report.to_text()
-        if not self.allow_warnings and self.report.ok and self.own_warnings:
-            text += "\n" + self.report.warnings_text().rstrip("\n")
-        return text
 
 
 def collect_set(sources: list[str]) -> list[Path]:
@@ -116,20 +73,40 @@ def check_serial(value: str) -> str:
     return value.strip()
 
 
-def gate(options: RulesDeployOptions, rules_dir: Path) -> Gate:
+def gate_variables(options: RulesDeployOptions, rules_dir: Path) -> dict:
+    """The role's variables for the gate and the set, after checking what can be checked without
+    validating: sources, --base files and the Falco version (usage errors, exit 2)."""
     files = collect_set(options.rules or [str(rules_dir)])
-    if options.base:
-        base = []
-        for raw in options.base:
-            path = Path(raw).expanduser()
-            if not path.is_file():
-                raise FalcoDeployError(f"--base {raw} is not a file")
-            base.append(str(path.resolve()))
-    else:
-        base = [str(base_rules_file(options.falco_version))]
-    report = validate([str(f) for f in files], base, options.falco_version)
-    return Gate(report, base, [str(f) for f in files], options.falco_version,
-                options.allow_warnings)
+    if options.falco_version not in FALCO_VERSIONS:
+        raise FalcoDeployError(f"unsupported Falco version {options.falco_version!r}",
+                               hint="one of: " + ", ".join(FALCO_VERSIONS))
+    base = []
+    for raw in options.base:
+        path = Path(raw).expanduser()
+        if not path.is_file():
+            raise FalcoDeployError(f"--base {raw} is not a file")
+        base.append(str(path.resolve()))
+    return {"falco_rules_sources": [str(f) for f in files],
+            "falco_rules_gate_falco_version": options.falco_version,
+            "falco_rules_gate_base_files": base,
+            # the host applies the same warnings policy to its own falco -V
+            "falco_rules_fail_on_warnings": not options.allow_warnings}
+
+
+def refused_by_gate(result: RunResult) -> RunResult | None:
+    """The run as exit 1 when the playbook's gate refused the set before any host was touched
+    (the gate's task failed and no host reported a result). A later batch's refusal after
+    earlier batches deployed stays a normal failed run: those hosts must be reported."""
+    if result.validation is None or result.validation.get("ok"):
+        return None
+    if any(value is not None for h in result.hosts for value in h.details.values()):
+        return None
+    checked = Gate.from_dict(result.validation)
+    return RunResult(command=COMMAND, hosts=[], artifacts_dir=result.artifacts_dir,
+                     check_mode=result.check_mode, started=result.started,
+                     finished=result.finished, error=checked.verdict + "; no host was touched",
+                     exit_code=ExitCode.RULES_INVALID, validation=result.validation,
+                     validation_text=checked.to_text())
 
 
 def run(options: RulesDeployOptions, on_event: ProgressCallback | None = None) -> RunResult:
@@ -138,19 +115,7 @@ def run(options: RulesDeployOptions, on_event: ProgressCallback | None = None) -
     resolve_inventories(options.inventory)
     resolve_extra_vars(options.extra_vars)
     project = find_project(options.project_dir)
-    started = datetime.now(timezone.utc)
-    checked = gate(options, project.rules_dir)
-    if not checked.ok:
-        return RunResult(command=COMMAND, hosts=[], artifacts_dir="", check_mode=options.check,
-                         started=started, finished=datetime.now(timezone.utc),
-                         error=checked.verdict + "; no host was touched",
-                         exit_code=ExitCode.RULES_INVALID, validation=checked.to_dict(),
-                         validation_text=checked.to_text())
-    variables = {"falco_rules_sources": checked.files, "falco_rules_serial": serial,
-                 # the host applies the same warnings policy to its own falco -V
-                 "falco_rules_fail_on_warnings": not options.allow_warnings}
+    variables = {**gate_variables(options, project.rules_dir), "falco_rules_serial": serial}
     result = run_playbook_command(COMMAND, PLAYBOOK, options, on_event, variables=variables,
-                                  project=project, account_for_every_host=True,
-                                  validation=checked.to_dict())
-    result.started = started
-    return result
+                                  project=project, account_for_every_host=True)
+    return refused_by_gate(result) or result

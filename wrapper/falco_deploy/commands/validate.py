@@ -22,7 +22,7 @@ from falco_deploy.rules_engine import (
     expand_paths,
     validate,
 )
-from falco_deploy.rules_engine.catalog import DATA_DIR
+from falco_deploy.rules_engine.gate import upstream_rules_file
 from falco_deploy.rules_engine.results import Report, report_from_falco_json
 
 ENGINES = ("auto", "builtin", "falco")
@@ -36,12 +36,11 @@ def base_rules_file(falco_version: str) -> Path:
     if falco_version not in FALCO_VERSIONS:
         raise FalcoDeployError(f"unsupported Falco version {falco_version!r}",
                                hint="one of: " + ", ".join(FALCO_VERSIONS))
-    path = DATA_DIR / f"falco_rules-{falco_version}.yaml"
-    if not path.is_file():
-        raise FalcoDeployError(f"the packaged base rules {path} are missing",
-                               hint="reinstall falco-deploy, or pass --base FILE",
-                               exit_code=ExitCode.ENVIRONMENT)
-    return path
+    try:
+        return Path(upstream_rules_file(falco_version))
+    except ValueError as e:
+        raise FalcoDeployError(str(e), hint="reinstall falco-deploy, or pass --base FILE",
+                               exit_code=ExitCode.ENVIRONMENT) from e
 
 
 def _refuse(message: str) -> FalcoDeployError:
