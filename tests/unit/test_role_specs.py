@@ -6,6 +6,7 @@ defaults are what actually applies. This test keeps them from drifting apart.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -30,8 +31,27 @@ def _load(role: str, *parts: str):
     return yaml.safe_load((ROLES_DIR / role).joinpath(*parts).read_text(encoding="utf-8")) or {}
 
 
-def _options(role: str) -> dict:
+# Public outputs of one role that others take as inputs: declared in the reader's specs without
+# a default (the reader runs the producing role when the value is missing).
+CONTRACT_INPUTS = {"falco_preflight_result": "falco_preflight",
+                   "falco_package_result": "falco_package",
+                   "falco_driver_result": "falco_driver"}
+
+
+def _all_options(role: str) -> dict:
     return _load(role, "meta", "argument_specs.yml")["argument_specs"]["main"]["options"]
+
+
+def _options(role: str) -> dict:
+    """The role's own variables (contract inputs left out)."""
+    return {k: v for k, v in _all_options(role).items() if k not in CONTRACT_INPUTS}
+
+
+def _task_files(role: str) -> str:
+    """What the role runs: tasks, vars, handlers, templates (not its docs or specs)."""
+    return "\n".join(p.read_text(encoding="utf-8")
+                     for part in ("tasks", "vars", "handlers", "templates")
+                     for p in sorted((ROLES_DIR / role / part).glob("*")) if p.is_file())
 
 
 def test_every_expected_role_exists():
@@ -99,12 +119,42 @@ def test_defaults_file_documents_every_group(role):
 
 
 @pytest.mark.parametrize("role", ROLES)
+def test_a_role_reading_a_contract_input_declares_it_and_runs_its_producer(role):
+    """Roles do not read each other's private `__` variables. A role that reads another's public
+    output declares it in its specs (no default: absent means "not run"); one it cannot do
+    without (read with no `| default`) makes it run the producer first when it is missing, so
+    the role works alone in an operator's playbook."""
+    text = _task_files(role)
+    main = _load(role, "tasks", "main.yml")
+    for name, producer in CONTRACT_INPUTS.items():
+        if role == producer or name not in text:
+            continue
+        spec = _all_options(role).get(name)
+        assert spec and "default" not in spec and not spec.get("required"), (
+            f"{role} reads {name} but its argument specs do not declare it as an optional input")
+        uses = re.finditer(re.escape(name) + r"(?:\.\w+)*(?P<then>\s*\|\s*default|\s+is\s)?",
+                           text)
+        needed = [m.group(0) for m in uses if not m.group("then")]
+        if needed:
+            first = main[0]
+            assert first.get("ansible.builtin.include_role", {}).get("name") == \
+                f"falco_deploy.falco.{producer}", f"{role} needs {name}: {needed[0]}"
+            assert first["when"] == f"{name} is not defined", f"{role}: {first}"
+    for other in ROLES:
+        if other != role:
+            assert f"__{other}_" not in text.replace(f"__{role}_", ""), (
+                f"{role} reads a private variable of {other}")
+
+
+@pytest.mark.parametrize("role", ROLES)
 def test_other_entry_points_use_the_role_defaults(role):
     """Entry points beside main (tasks_from) describe a subset of the same variables."""
     defaults = _load(role, "defaults", "main.yml")
     specs = _load(role, "meta", "argument_specs.yml")["argument_specs"]
     for entry, spec in specs.items():
         for name, option in (spec.get("options") or {}).items():
+            if name in CONTRACT_INPUTS:
+                continue
             assert name in defaults, f"{role}/{entry}: {name} has no default"
             assert option.get("default") == defaults[name], f"{role}/{entry}: {name} default"
             assert option.get("description"), f"{role}/{entry}: {name} has no description"
