@@ -98,6 +98,49 @@ def test_options_reach_the_runner(monkeypatch, project, inventory, state, tmp_pa
     assert "would change" in result.output
 
 
+def test_ansible_playbooks_own_options_reach_the_runner(monkeypatch, project, inventory, state,
+                                                       tmp_path):
+    monkeypatch.chdir(tmp_path)
+    for name in ("id_fleet", "dev.pass", "other.pass"):
+        (tmp_path / name).write_text("x\n")
+    fake = FakeRunner([report("h1")])
+    monkeypatch.setattr(runner_mod, "run_playbook", fake)
+    result = CliRunner().invoke(cli, [
+        "install", "-i", str(inventory), "--project-dir", str(project), "-u", "deploy",
+        "--private-key", "id_fleet", "-K", "-J", "--vault-id", "prod@prompt",
+        "--vault-id", "dev@dev.pass", "--vault-password-file", "other.pass", "-f", "5",
+        "-t", "falco_package,falco_driver", "--tags", "falco_service", "--skip-tags",
+        "falco_rules", "--output", "json"],
+        input="become-secret\nvault-secret\nprod-secret\n", catch_exceptions=False)
+    assert result.exit_code == ExitCode.OK, result.output
+    run = fake.calls[0]
+    assert run.remote_user == "deploy" and run.forks == 5
+    # Files named relative to where the operator stands, made absolute for the project's cwd.
+    assert run.private_key == tmp_path / "id_fleet"
+    assert run.vault_ids == ["prod@prompt", f"dev@{tmp_path / 'dev.pass'}"]
+    assert run.vault_password_files == [tmp_path / "other.pass"]
+    assert run.tags == ["falco_package", "falco_driver", "falco_service"]
+    assert run.skip_tags == ["falco_rules"]
+    assert run.ask_become_pass and run.ask_vault_pass
+    # Asked before the run, answered to ansible-playbook's own prompts.
+    assert run.passwords == {r"^[A-Z]+ password:\s*$": "become-secret",
+                             r"^Vault password:\s*$": "vault-secret",
+                             r"^Vault password \(prod\):\s*$": "prod-secret"}
+    assert "secret" not in json.dumps(json.loads(result.stdout))
+
+
+@pytest.mark.parametrize("option", [["--private-key", "nope"], ["--vault-id", "x@nope"],
+                                    ["--vault-password-file", "nope"], ["-f", "0"]])
+def test_bad_ansible_options_are_usage_errors(monkeypatch, project, inventory, state, option,
+                                              tmp_path):
+    monkeypatch.chdir(tmp_path)
+    fake = FakeRunner([])
+    result = invoke(monkeypatch, fake, "-i", str(inventory), "--project-dir", str(project),
+                    *option)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert fake.calls == []
+
+
 def test_json_output_is_only_the_envelope(monkeypatch, project, inventory, state):
     fake = FakeRunner(recorded(), rc=4, status="failed")
     result = invoke(monkeypatch, fake, "-i", str(inventory), "--project-dir", str(project),

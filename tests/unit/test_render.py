@@ -164,3 +164,30 @@ def test_live_progress_keeps_failures_above_the_table():
     assert "b | failed | Install | boom" in text
     assert "c | unreachable | Install | refused" in text
     assert "a | changed" not in text  # only trouble is kept; the table showed the rest
+
+
+# Recorded from ansible-runner 2.4 / ansible-core 2.19 (`copy` with --diff): ansible's own
+# coloured rendering of the diff is the event's stdout.
+FILE_DIFF = {
+    "event": "runner_on_file_diff",
+    "stdout": "\x1b[0;31m--- before\x1b[0m\r\n\x1b[0;31m\x1b[0m\x1b[0;32m+++ after: "
+              "/etc/falco/config.d/50-falco-deploy.yaml\x1b[0m\r\n\x1b[0;32m\x1b[0m\x1b[0;36m"
+              "@@ -0,0 +1 @@\x1b[0m\r\n\x1b[0;36m\x1b[0m\x1b[0;32m+priority: notice\x1b[0m\r\n"
+              "\x1b[0;32m\x1b[0m",
+    "event_data": {"host": "a", "task": "Write the configuration drop-in"},
+}
+
+
+def test_diff_is_shown_under_its_host_and_task():
+    lines = plain_progress([FILE_DIFF])
+    assert lines == ["a | diff | Write the configuration drop-in", "--- before",
+                     "+++ after: /etc/falco/config.d/50-falco-deploy.yaml", "@@ -0,0 +1 @@",
+                     "+priority: notice"]
+
+
+def test_live_progress_keeps_diffs_above_the_table():
+    out = io.StringIO()
+    console = render.Console(file=out, force_terminal=True, width=120, no_color=True)
+    with render.Progress(console) as progress:
+        progress(FILE_DIFF, EventCollector())
+    assert "+priority: notice" in out.getvalue()

@@ -63,6 +63,53 @@ def test_cmdline_quotes_extra_vars_like_a_shell(tmp_path):
     ]
 
 
+def _run(tmp_path, **fields) -> runner.PlaybookRun:
+    return runner.PlaybookRun(project=Project(tmp_path, "option"), playbook=tmp_path / "p.yml",
+                              inventories=[tmp_path / "hosts.yml"], artifacts_dir=tmp_path / "a",
+                              **fields)
+
+
+def test_cmdline_carries_ansible_playbooks_own_options(tmp_path):
+    run = _run(tmp_path, remote_user="deploy", private_key=tmp_path / "id ed25519",
+               ask_become_pass=True, ask_vault_pass=True,
+               vault_ids=["prod@prompt", f"dev@{tmp_path}/dev.pass"],
+               vault_password_files=[tmp_path / "v.pass"], tags=["falco_package", "falco_driver"],
+               skip_tags=["falco_rules"], passwords={"^BECOME password:": "s3cret"})
+    assert shlex.split(runner.build_cmdline(run)) == [
+        "--user", "deploy", "--private-key", f"{tmp_path}/id ed25519", "--ask-become-pass",
+        "--ask-vault-pass", "--vault-id", "prod@prompt", "--vault-id", f"dev@{tmp_path}/dev.pass",
+        "--vault-password-file", f"{tmp_path}/v.pass", "--tags", "falco_package,falco_driver",
+        "--skip-tags", "falco_rules",
+    ]
+    assert "s3cret" not in runner.build_cmdline(run) and "s3cret" not in repr(run)
+    # --list-hosts cannot answer prompts: only the vault secrets that need none.
+    assert runner.vault_args(run, interactive=False) == [
+        "--vault-id", f"dev@{tmp_path}/dev.pass", "--vault-password-file", f"{tmp_path}/v.pass"]
+
+
+def test_runner_gets_forks_limit_and_the_prompt_answers_in_memory(tmp_path, monkeypatch):
+    seen: dict = {}
+
+    class Done:
+        status, rc = "successful", 0
+
+    def fake_run(**kwargs):
+        seen.update(kwargs)
+        return Done()
+
+    fake = type(sys)("ansible_runner")
+    fake.run = fake_run
+    monkeypatch.setitem(sys.modules, "ansible_runner", fake)
+    monkeypatch.setattr(runner, "_ansible_playbook_dir", lambda: tmp_path)
+    run = _run(tmp_path, limit="web*", forks=7, verbosity=2,
+               passwords={"^BECOME password:": "s3cret"})
+    runner.run_playbook(run)
+    assert (seen["limit"], seen["forks"], seen["verbosity"]) == ("web*", 7, 2)
+    assert seen["passwords"] == {"^BECOME password:": "s3cret"}
+    assert seen["suppress_env_files"] is True  # ansible-runner writes no env/passwords file
+    assert "s3cret" not in str(seen["cmdline"])
+
+
 def test_env_points_ansible_at_the_project(tmp_path):
     project = tmp_path / "project"
     project.mkdir()

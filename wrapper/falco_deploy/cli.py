@@ -104,7 +104,8 @@ def _ansible_options(check: bool = True) -> Callable[[Callable[..., Any]], Calla
             click.option("--check", is_flag=True,
                          help="Change nothing; report what would change."),
             click.option("--diff", is_flag=True,
-                         help="Show file differences in the run artifacts."),
+                         help="Show the differences of changed files (with --check: of files "
+                              "that would change), as ansible-playbook --diff does."),
         ]
     options += [
         click.option("--extra-vars", "-e", "extra_vars", multiple=True, metavar="VARS",
@@ -122,6 +123,28 @@ def _ansible_options(check: bool = True) -> Callable[[Callable[..., Any]], Calla
                           "$XDG_STATE_HOME/falco-deploy/runs/<UTC time>-<command>)."),
         click.option("-v", "--verbose", "verbosity", count=True,
                      help="Ansible verbosity, recorded in the artifacts' stdout (repeatable)."),
+        # ansible-playbook's own options, passed through unchanged.
+        click.option("--user", "-u", "remote_user", metavar="USER",
+                     help="Connect as this user (ansible-playbook -u)."),
+        click.option("--private-key", metavar="FILE",
+                     help="SSH private key file (ansible-playbook --private-key)."),
+        click.option("--ask-become-pass", "-K", is_flag=True,
+                     help="Ask for the privilege escalation (sudo) password before the run."),
+        click.option("--ask-vault-pass", "-J", is_flag=True,
+                     help="Ask for the vault password before the run."),
+        click.option("--vault-id", "vault_ids", multiple=True, metavar="[LABEL@]FILE|prompt",
+                     help="A vault identity, as ansible-playbook --vault-id (repeatable); "
+                          "LABEL@prompt asks for it before the run."),
+        click.option("--vault-password-file", "vault_password_files", multiple=True,
+                     metavar="FILE", help="Vault password file (repeatable)."),
+        click.option("--forks", "-f", type=click.IntRange(min=1), metavar="N",
+                     help="Hosts worked on in parallel (default: ansible.cfg's forks, 20 in "
+                          "the project's)."),
+        click.option("--tags", "-t", "tags", multiple=True, metavar="TAGS",
+                     help="Only tasks with these tags, e.g. falco_service (repeatable or "
+                          "comma-separated)."),
+        click.option("--skip-tags", "skip_tags", multiple=True, metavar="TAGS",
+                     help="Skip tasks with these tags (repeatable or comma-separated)."),
     ]
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -132,9 +155,42 @@ def _ansible_options(check: bool = True) -> Callable[[Callable[..., Any]], Calla
     return decorate
 
 
+# ansible-playbook's password prompts (ansible/cli/__init__.py): "BECOME password: " (or the
+# become method, e.g. "SUDO password: ", when agnostic_become_prompt is off), "Vault password: "
+# for --ask-vault-pass and "Vault password (LABEL): " for --vault-id LABEL@prompt.
+BECOME_PROMPT = r"^[A-Z]+ password:\s*$"
+VAULT_PROMPT = r"^Vault password:\s*$"
+
+
+def _vault_id_prompt(label: str) -> str:
+    import re
+
+    return rf"^Vault password \({re.escape(label)}\):\s*$"
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def _passwords(kwargs: dict[str, Any]) -> dict[str, str]:
+    """Ask, before the run, for what ansible-playbook will prompt for (on stderr, not echoed).
+    ansible-runner answers its prompts from this; nothing is written anywhere."""
+    asked: dict[str, str] = {}
+    if kwargs["ask_become_pass"]:
+        asked[BECOME_PROMPT] = click.prompt("BECOME password", hide_input=True, err=True)
+    if kwargs["ask_vault_pass"]:
+        asked[VAULT_PROMPT] = click.prompt("Vault password", hide_input=True, err=True)
+    for value in kwargs["vault_ids"]:
+        label, _, source = value.rpartition("@")
+        if source == "prompt":
+            asked[_vault_id_prompt(label or "default")] = click.prompt(
+                f"Vault password ({label or 'default'})", hide_input=True, err=True)
+    return asked
+
+
 def _common(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Pop the shared options out of a command's keyword arguments, typed for PlaybookOptions."""
-    return {
+    common = {
         "inventory": list(kwargs.pop("inventory")),
         "limit": kwargs.pop("limit"),
         "check": kwargs.pop("check", False),
@@ -144,7 +200,20 @@ def _common(kwargs: dict[str, Any]) -> dict[str, Any]:
         "project_dir": kwargs.pop("project_dir"),
         "artifacts_dir": kwargs.pop("artifacts_dir"),
         "verbosity": kwargs.pop("verbosity"),
+        "forks": kwargs.pop("forks"),
+        "remote_user": kwargs.pop("remote_user"),
+        "private_key": kwargs.pop("private_key"),
+        "ask_become_pass": kwargs["ask_become_pass"],
+        "ask_vault_pass": kwargs["ask_vault_pass"],
+        "vault_ids": list(kwargs["vault_ids"]),
+        "vault_password_files": list(kwargs.pop("vault_password_files")),
+        "tags": _split(kwargs.pop("tags")),
+        "skip_tags": _split(kwargs.pop("skip_tags")),
+        "passwords": _passwords(kwargs),
     }
+    for key in ("ask_become_pass", "ask_vault_pass", "vault_ids"):
+        del kwargs[key]
+    return common
 
 
 def _run_and_render(ctx: click.Context, run: Callable[..., Any], options: Any) -> None:
@@ -306,10 +375,11 @@ def rules_deploy(ctx: click.Context, rules_sources: tuple[str, ...], serial: str
                  **kwargs: Any) -> None:
     """Validate a rules set, then switch every host to it as one new release.
 
-    First the offline validator checks the whole set after the upstream base rules; if it fails,
-    nothing else happens. Then each host stages the release, checks it with its own `falco -V`
-    over the complete effective set, switches /etc/falco/rules.d atomically, reloads Falco and
-    checks its health, switching back if that fails.
+    First the playbook's offline gate, on this machine, checks the whole set after the upstream
+    base rules; if it fails, no host is touched (exit 1). Then each host stages the release,
+    checks it with its own `falco -V` over the complete effective set, switches
+    /etc/falco/rules.d atomically, reloads Falco and checks its health, switching back if that
+    fails.
     Summary verdicts: deployed, unchanged, would change, refused: reason, rolled back: reason,
     deployed, falco down, no falco, falco down, skipped, failed, unreachable, not run.
     """

@@ -142,6 +142,9 @@ class Progress:
         kind = event.get("event", "")
         data = event.get("event_data") or {}
         host = collector.hosts.get(data.get("host") or "")
+        if kind == "runner_on_file_diff":
+            self._diff(event, data)
+            return
         line = plain_line(event, host)
         if self._live is not None:
             if kind.startswith(("runner_on_", "playbook_on_task_start",
@@ -157,6 +160,19 @@ class Progress:
             return
         if line is not None:
             _line(self.console, line)
+
+
+    def _diff(self, event: dict[str, Any], data: dict[str, Any]) -> None:
+        """--diff: ansible's own rendering of a changed (or, under --check, would-change) file,
+        under a `host | diff | task` line; above the live table when there is one."""
+        text = Text.from_ansi(str(event.get("stdout") or "").replace("\r\n", "\n"))
+        text.rstrip()
+        if not text.plain:
+            return
+        console = self._live.console if self._live is not None else self.console
+        console.print(f"{data.get('host', '')} | diff | {data.get('task', '')}", markup=False,
+                      highlight=False, soft_wrap=True)
+        console.print(text, highlight=False, soft_wrap=True)
 
 
 def _short(sha256: str) -> str:

@@ -80,6 +80,19 @@ class PlaybookRun:
     extra_vars: list[str] = field(default_factory=list)
     verbosity: int = 0
     forks: int | None = None
+    # ansible-playbook's own connection, privilege, vault and tag options, passed unchanged
+    # (paths already absolute: the run's cwd is the project).
+    remote_user: str | None = None
+    private_key: Path | None = None
+    ask_become_pass: bool = False
+    ask_vault_pass: bool = False
+    vault_ids: list[str] = field(default_factory=list)
+    vault_password_files: list[Path] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    skip_tags: list[str] = field(default_factory=list)
+    # Answers to ansible-playbook's password prompts, {prompt regex: password}: ansible-runner
+    # types them into its pty. Never on a command line, in a file or in a repr.
+    passwords: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -139,12 +152,39 @@ def build_env(project: Project, bin_dir: Path, environ: Mapping[str, str] | None
     return out
 
 
+def vault_args(run: PlaybookRun, interactive: bool = True) -> list[str]:
+    """--vault-id / --vault-password-file / --ask-vault-pass; without `interactive`, only
+    what needs no prompt (for ansible runs that cannot be answered, like --list-hosts)."""
+    args: list[str] = []
+    if run.ask_vault_pass and interactive:
+        args.append("--ask-vault-pass")
+    for value in run.vault_ids:
+        if interactive or not value.endswith("@prompt"):
+            args += ["--vault-id", value]
+    for path in run.vault_password_files:
+        args += ["--vault-password-file", str(path)]
+    return args
+
+
 def build_cmdline(run: PlaybookRun) -> str:
+    """ansible-playbook's options besides playbook, inventory, limit, forks and verbosity
+    (ansible-runner takes those as arguments of their own)."""
     args: list[str] = []
     if run.check:
         args.append("--check")
     if run.diff:
         args.append("--diff")
+    if run.remote_user:
+        args += ["--user", run.remote_user]
+    if run.private_key:
+        args += ["--private-key", str(run.private_key)]
+    if run.ask_become_pass:
+        args.append("--ask-become-pass")
+    args += vault_args(run)
+    if run.tags:
+        args += ["--tags", ",".join(run.tags)]
+    if run.skip_tags:
+        args += ["--skip-tags", ",".join(run.skip_tags)]
     for value in run.extra_vars:
         args += ["-e", value]
     return shlex.join(args)
@@ -233,6 +273,9 @@ def run_playbook(run: PlaybookRun, on_event: EventCallback | None = None) -> Run
             cmdline=build_cmdline(run) or None,
             verbosity=run.verbosity or None,
             forks=run.forks,
+            passwords=run.passwords or None,
+            # The passwords stay in memory: no env/ files in the private data dir either.
+            suppress_env_files=True,
             envvars=build_env(run.project, bin_dir),
             artifact_dir=str(run.artifacts_dir.parent),
             ident=run.artifacts_dir.name,
@@ -260,6 +303,8 @@ def list_hosts(run: PlaybookRun, timeout: float = 120) -> list[str]:
         cmd += ["--limit", run.limit]
     for value in run.extra_vars:  # play patterns or serial may depend on variables
         cmd += ["-e", value]
+    # A vaulted inventory needs its secret; prompts cannot be answered here (then: no list).
+    cmd += vault_args(run, interactive=False)
     env = {**os.environ, **build_env(run.project, bin_dir)}
     try:
         proc = subprocess.run(cmd, cwd=run.project.root, env=env, capture_output=True, text=True,

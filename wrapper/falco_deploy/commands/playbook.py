@@ -37,6 +37,18 @@ class PlaybookOptions:
     project_dir: str | None = None
     artifacts_dir: str | None = None
     verbosity: int = 0
+    # ansible-playbook's own options, passed straight through (runner.PlaybookRun).
+    forks: int | None = None
+    remote_user: str | None = None
+    private_key: str | None = None
+    ask_become_pass: bool = False
+    ask_vault_pass: bool = False
+    vault_ids: list[str] = field(default_factory=list)
+    vault_password_files: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    skip_tags: list[str] = field(default_factory=list)
+    # {prompt regex: password}, asked by the CLI before the run (see runner.PlaybookRun).
+    passwords: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 def resolve_inventories(paths: list[str]) -> list[Path]:
@@ -78,12 +90,51 @@ def resolve_extra_vars(values: list[str], cwd: Path | None = None) -> list[str]:
     return out
 
 
+def _operator_file(raw: str, what: str) -> Path:
+    """A file named on the command line, absolute (ansible-playbook runs in the project)."""
+    path = Path(raw).expanduser().resolve()
+    if not path.is_file():
+        raise FalcoDeployError(f"{what} {raw} does not exist")
+    return path
+
+
+def resolve_vault_ids(values: list[str]) -> list[str]:
+    """--vault-id LABEL@SOURCE or SOURCE: `prompt` stays, a password file (or script) becomes
+    absolute."""
+    out = []
+    for value in values:
+        label, _, source = value.rpartition("@")
+        if source == "prompt":
+            out.append(value)
+            continue
+        path = _operator_file(source, "--vault-id password file")
+        out.append(f"{label}@{path}" if label else str(path))
+    return out
+
+
+def ansible_flags(options: PlaybookOptions) -> dict[str, Any]:
+    """The PlaybookRun fields of ansible-playbook's own options, checked and made absolute."""
+    return {
+        "forks": options.forks,
+        "remote_user": options.remote_user,
+        "private_key": _operator_file(options.private_key, "--private-key")
+        if options.private_key else None,
+        "ask_become_pass": options.ask_become_pass,
+        "ask_vault_pass": options.ask_vault_pass,
+        "vault_ids": resolve_vault_ids(options.vault_ids),
+        "vault_password_files": [_operator_file(p, "--vault-password-file")
+                                 for p in options.vault_password_files],
+        "tags": list(options.tags),
+        "skip_tags": list(options.skip_tags),
+        "passwords": dict(options.passwords),
+    }
+
+
 def run_playbook_command(command: str, playbook_name: str, options: PlaybookOptions,
                          on_event: ProgressCallback | None = None, *,
                          variables: dict[str, Any] | None = None,
                          project: Project | None = None,
-                         account_for_every_host: bool = False,
-                         validation: dict[str, Any] | None = None) -> RunResult:
+                         account_for_every_host: bool = False) -> RunResult:
     """Run playbooks/<playbook_name>.yml and turn its events into a RunResult for `command`.
 
     `variables` go first as one JSON -e value, so an operator's own -e can still override them.
@@ -93,6 +144,7 @@ def run_playbook_command(command: str, playbook_name: str, options: PlaybookOpti
     """
     inventories = resolve_inventories(options.inventory)
     extra_vars = resolve_extra_vars(options.extra_vars)
+    flags = ansible_flags(options)
     if variables:
         extra_vars.insert(0, json.dumps(variables, sort_keys=True))
     project = project or find_project(options.project_dir)
@@ -117,6 +169,7 @@ def run_playbook_command(command: str, playbook_name: str, options: PlaybookOpti
         diff=options.diff,
         extra_vars=extra_vars,
         verbosity=options.verbosity,
+        **flags,
     )
     started = datetime.now(timezone.utc)
     outcome = runner.run_playbook(run, handle)
@@ -142,7 +195,7 @@ def run_playbook_command(command: str, playbook_name: str, options: PlaybookOpti
         finished=finished,
         error=error,
         exit_code=exit_code,
-        validation=validation,
+        validation=collector.validation,
     )
 
 
