@@ -26,6 +26,8 @@ KINDS = {
                "release", "release_sha256", "previous_release", "drift", "drift_files",
                "releases", "validation", "plan", "seconds"),
               ("ok", "refused", "rolled_back") + HEALTH_STATUSES),
+    # falco_uninstall: what went (check mode: would go) and what stayed.
+    "uninstall": (("removed", "kept"), ("ok",)),
     # falco_verify: the judged scenarios of one host.
     "verify": (("verify_run_id", "docker_version", "image", "scenarios", "counts", "alert_file",
                 "alert_file_exists", "alert_file_events", "alerts_ignored", "internal_documents",

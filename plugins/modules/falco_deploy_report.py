@@ -22,7 +22,7 @@ options:
   kind:
     description: Which report this is.
     type: str
-    choices: [install, rules, verify]
+    choices: [install, rules, verify, uninstall]
     required: true
   report:
     description: The fields; C(reason), C(findings), C(falco_version), C(driver) and C(service)

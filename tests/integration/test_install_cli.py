@@ -35,9 +35,10 @@ def _inventory(tmp_path: Path, good: str, nobtf: str) -> Path:
     })
 
 
-def _install(inventory: Path, tmp_path: Path, *args: str) -> tuple[int, dict]:
+def _install(inventory: Path, tmp_path: Path, *args: str,
+             command: str = "install") -> tuple[int, dict]:
     artifacts = tmp_path / f"run-{uuid.uuid4().hex[:6]}"
-    proc = subprocess.run([str(FALCO_DEPLOY), "install", "--inventory", str(inventory),
+    proc = subprocess.run([str(FALCO_DEPLOY), command, "--inventory", str(inventory),
                            "--output", "json", "--artifacts-dir", str(artifacts), *args],
                           capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
     assert proc.stdout, f"no JSON on stdout; stderr:\n{proc.stderr[-4000:]}"
@@ -91,3 +92,20 @@ def test_partial_run_reports_skipped_and_unreachable_hosts(hosts, tmp_path):
     assert rc == ExitCode.OK
     assert _by_host(envelope)[good]["verdict"] == "unchanged"
     assert _by_host(envelope)[good]["changed"] == 0
+
+    # uninstall through the CLI: --check lists the steps and changes nothing, then the host is
+    # cleared, and a second run has nothing left to do (molecule/uninstall compares the whole
+    # package and file state).
+    rc, envelope = _install(inventory, tmp_path, "--limit", good, "--check",
+                            command="uninstall")
+    result = _by_host(envelope)[good]
+    assert rc == ExitCode.OK and result["verdict"] == "would change", envelope
+    assert "purge package falco" in result["planned"]
+    assert docker("exec", good, "dpkg", "-s", "falco", check=False).returncode == 0
+    rc, envelope = _install(inventory, tmp_path, "--limit", good, command="uninstall")
+    result = _by_host(envelope)[good]
+    assert rc == ExitCode.OK and result["verdict"] == "removed", envelope
+    assert "purge package falco" in result["removed"]
+    assert docker("exec", good, "dpkg", "-s", "falco", check=False).returncode != 0
+    rc, envelope = _install(inventory, tmp_path, "--limit", good, command="uninstall")
+    assert rc == ExitCode.OK and _by_host(envelope)[good]["verdict"] == "unchanged", envelope

@@ -37,13 +37,14 @@ PINNED = {
     "rules": BASE + ["falco_state", "main_pid", "restarts", "rules_dir_state", "health_checks",
                      "release", "release_sha256", "previous_release", "drift", "drift_files",
                      "releases", "validation", "plan", "seconds"],
+    "uninstall": BASE + ["removed", "kept"],
     "verify": BASE + ["verify_run_id", "docker_version", "image", "scenarios", "counts",
                       "alert_file", "alert_file_exists", "alert_file_events", "alerts_ignored",
                       "internal_documents", "containers_removed", "stale_containers_removed"],
 }
 # The report kind each wrapper command reads.
 COMMAND_KIND = {"install": "install", "rules deploy": "rules", "rollback": "rules",
-                "status": "rules", "verify": "verify"}
+                "status": "rules", "verify": "verify", "uninstall": "uninstall"}
 
 
 @pytest.mark.parametrize("kind", sorted(PINNED))
@@ -67,7 +68,7 @@ def test_a_report_that_breaks_the_contract_is_refused():
     with pytest.raises(ValueError, match="findings must be a list"):
         contract.build("install", {"status": "ok", "findings": "one"})
     with pytest.raises(ValueError, match="unknown report kind"):
-        contract.build("uninstall", {"status": "ok"})
+        contract.build("reinstall", {"status": "ok"})
 
 
 def test_the_host_code_reports_exactly_the_rules_keys(tmp_path):
@@ -116,6 +117,7 @@ def test_every_report_goes_through_the_builder():
         "roles/falco_service/tasks/report.yml": "install",
         "roles/falco_rules/tasks/report.yml": "rules",
         "roles/falco_verify/tasks/report.yml": "verify",
+        "roles/falco_uninstall/tasks/main.yml": "uninstall",
     }
 
 

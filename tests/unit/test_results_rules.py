@@ -208,7 +208,7 @@ def test_install_host_json_gains_no_rules_keys():
 
 def test_unknown_command_has_no_profile():
     with pytest.raises(ValueError):
-        profile_for("uninstall")
+        profile_for("upgrade")
     assert profile_for("rules deploy").slug == "rules-deploy"
 
 

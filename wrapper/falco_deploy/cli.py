@@ -277,6 +277,42 @@ def install(ctx: click.Context, **kwargs: Any) -> None:
     _run_and_render(ctx, command.run, command.InstallOptions(**_common(kwargs)))
 
 
+# --- uninstall -----------------------------------------------------------------------------
+
+_UNINSTALL_EXIT_CODES_HELP = """\b
+Exit codes:
+  0  every host removed, unchanged (nothing left to remove) or, with
+     --check, would change
+  2  bad usage: missing or unreadable inventory, bad option or -e value
+  3  partial: some hosts are done, others failed or were unreachable
+  4  failed: no host succeeded (or no host matched)
+  5  environment: ansible-playbook or the playbooks cannot be found
+  130  interrupted (Ctrl-C)
+"""
+
+
+@cli.command(epilog=_UNINSTALL_EXIT_CODES_HELP)
+@_ansible_options()
+@click.option("--keep-releases", is_flag=True,
+              help="Keep /var/lib/falco-deploy/releases (the rules releases).")
+@click.option("--keep-alert-log", is_flag=True,
+              help="Keep the JSON alert log (/var/log/falco/events.json) and its folder.")
+@click.pass_context
+def uninstall(ctx: click.Context, keep_releases: bool, keep_alert_log: bool,
+              **kwargs: Any) -> None:
+    """Remove Falco and everything falco-deploy put on every host of an inventory.
+
+    Stops and disables the Falco units, removes falco-deploy's drop-ins and the live rules
+    folder, purges the falco package and the packages falco-deploy's first install added
+    (when nothing else needs them), removes the Falco repository source, keyring and apt lists,
+    the alert log and /var/lib/falco-deploy. A second run changes nothing; --check lists what
+    would go, per host. Summary verdicts: removed, unchanged, would change, failed, unreachable.
+    """
+    command = _lazy("uninstall")
+    _run_and_render(ctx, command.run, command.UninstallOptions(
+        **_common(kwargs), keep_releases=keep_releases, keep_alert_log=keep_alert_log))
+
+
 # --- rules validate ------------------------------------------------------------------------
 
 _VALIDATE_EXIT_CODES_HELP = """\b

@@ -21,6 +21,7 @@ from falco_deploy.results import EventCollector, HostResult, HostState, RunResul
 
 _VERDICT_STYLE = {
     Verdict.INSTALLED: "green",
+    Verdict.REMOVED: "green",
     Verdict.DEPLOYED: "green",
     Verdict.UNCHANGED: "green",
     Verdict.IN_SYNC: "green",
@@ -216,6 +217,12 @@ _COLUMNS: dict[str, list[_Column]] = {
     ],
 }
 _COLUMNS["rollback"] = _COLUMNS["rules deploy"]
+# What went is listed below the table (and, under --check, what would go).
+_COLUMNS["uninstall"] = [
+    ("removed", lambda h: str(len(h.details.get("removed") or [])) if h.details else "-",
+     "right"),
+    ("kept", lambda h: "; ".join(h.details.get("kept") or []) or "-", "left"),
+]
 
 
 def _counts(h: HostResult) -> dict[str, int]:
@@ -320,6 +327,12 @@ def render_summary(result: RunResult, console: Console) -> None:
         console.print("Findings:", style="bold")
         for host, finding in findings:
             _line(console, f"  {host}: {finding}")
+    if result.command == "uninstall" and not result.check_mode:
+        removed = [(h.host, step) for h in result.hosts for step in h.details.get("removed") or []]
+        if removed:
+            console.print("Removed:", style="bold")
+            for host, step in removed:
+                _line(console, f"  {host}: {step}")
     if result.check_mode:
         planned = [(h.host, step) for h in result.hosts for step in h.planned]
         if planned:

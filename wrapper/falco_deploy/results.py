@@ -28,6 +28,7 @@ RESULT_VAR = "falco_deploy_result"
 
 class Verdict(str, enum.Enum):
     INSTALLED = "installed"
+    REMOVED = "removed"  # uninstall: Falco and falco-deploy's files went
     DEPLOYED = "deployed"  # rules deploy / rollback: the host switched to another release
     UNCHANGED = "unchanged"
     WOULD_CHANGE = "would change"  # check mode: the host is fine, a real run would change it
@@ -51,7 +52,7 @@ class Verdict(str, enum.Enum):
 
     @property
     def good(self) -> bool:
-        return self in (Verdict.INSTALLED, Verdict.DEPLOYED, Verdict.UNCHANGED,
+        return self in (Verdict.INSTALLED, Verdict.REMOVED, Verdict.DEPLOYED, Verdict.UNCHANGED,
                         Verdict.WOULD_CHANGE, Verdict.IN_SYNC, Verdict.VERIFIED)
 
     @property
@@ -108,6 +109,10 @@ PROFILES = {
                       (Verdict.IN_SYNC, Verdict.DRIFTED, *_UNPROTECTED, Verdict.SKIPPED,
                        Verdict.FAILED, Verdict.UNREACHABLE, Verdict.NOT_RUN),
                       _RULES_KEYS + ("engine_kind", "unit_state"), drift_is_news=True),
+    # roles/falco_uninstall: what went (under --check: would go) and what stayed.
+    "uninstall": Profile("uninstall", Verdict.REMOVED,
+                         (Verdict.REMOVED, Verdict.UNCHANGED, Verdict.WOULD_CHANGE,
+                          Verdict.FAILED, Verdict.UNREACHABLE), ("removed", "kept")),
     # roles/falco_verify/tasks/report.yml: per host the judged scenarios and their counts.
     "verify": Profile("verify", Verdict.VERIFIED,
                       (Verdict.VERIFIED, Verdict.MISSED, Verdict.INCOMPLETE, Verdict.NOT_RUN,
@@ -408,7 +413,12 @@ class EventCollector:
             host.counts.ok += 1
             if res.get("changed"):
                 host.counts.changed += 1
-                host.planned.append(task)
+                # A task that says what it changed (falco_uninstall's plan) is listed by that.
+                plan = res.get("plan")
+                if isinstance(plan, list) and plan and all(isinstance(p, str) for p in plan):
+                    host.planned.extend(plan)
+                else:
+                    host.planned.append(task)
             elif isinstance(res.get("msg"), str) and res["msg"].startswith("Would "):
                 host.planned.append(_first_line(res["msg"]))
             report = res.get(self.result_var)
