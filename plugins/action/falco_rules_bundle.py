@@ -19,6 +19,7 @@ import importlib.util
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -29,9 +30,44 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 from ansible_collections.falco_deploy.falco.plugins.module_utils.falco_rules_host import (
     manifest_hash,  # the hash the host checks a release against
+    unsafe_name,  # the host's own file-name rule
 )
 
 EXTENSIONS = (".yaml", ".yml")
+# The largest rules file a release may carry: a release travels base64 in the module arguments
+# to every host (the offline validator has the same limit).
+MAX_FILE_BYTES = 4 * 1024 * 1024
+
+
+def check_source_file(path: str) -> None:
+    """A regular file, not a link, not too big, with a name the hosts accept; else
+    AnsibleActionFail. Links are refused so that nothing outside the given paths is read or
+    shipped to the hosts (a link to /etc/shadow in a rules folder would be)."""
+    try:
+        info = os.lstat(path)
+    except OSError as e:
+        raise AnsibleActionFail(f"rules source {path}: {e.strerror or e}") from e
+    if stat.S_ISLNK(info.st_mode):
+        raise AnsibleActionFail(f"rules source {path} is a symbolic link; give the file it "
+                                "points to")
+    if not stat.S_ISREG(info.st_mode):
+        raise AnsibleActionFail(f"rules source {path} is not a regular file")
+    if info.st_size > MAX_FILE_BYTES:
+        raise AnsibleActionFail(f"rules source {path}: {info.st_size} bytes, larger than the "
+                                f"{MAX_FILE_BYTES} bytes a rules file may have")
+    problem = unsafe_name(os.path.basename(path))
+    if problem:
+        raise AnsibleActionFail(f"rules source {path}: {problem}")
+
+
+def read_source(path: str) -> bytes:
+    """The file's bytes, opened without following a link and checked again once open."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
+            raise AnsibleActionFail(f"rules source {path} changed while it was read")
+        return handle.read(MAX_FILE_BYTES + 1)
 
 
 def rules_gate():
@@ -112,10 +148,15 @@ def collect(sources: list[str]) -> list[str]:
     AnsibleActionFail on a missing source or two files of one name."""
     paths: list[str] = []
     for source in sources:
-        if os.path.isdir(source):
-            paths += sorted(os.path.join(source, n) for n in os.listdir(source)
-                            if n.endswith(EXTENSIONS) and os.path.isfile(os.path.join(source, n)))
-        elif os.path.isfile(source):
+        if os.path.isdir(source) and not os.path.islink(source):
+            for name in sorted(os.listdir(source)):
+                path = os.path.join(source, name)
+                if name.endswith(EXTENSIONS) and not (os.path.isdir(path)
+                                                      and not os.path.islink(path)):
+                    check_source_file(path)
+                    paths.append(path)
+        elif os.path.lexists(source):
+            check_source_file(source)
             paths.append(source)
         else:
             raise AnsibleActionFail(f"rules source {source} does not exist on the control node")
@@ -152,8 +193,7 @@ def build_release(sources: list[str], project_dir: str = "",
     files = []
     for path in paths if paths is not None else collect(sources):
         name = os.path.basename(path)
-        with open(path, "rb") as handle:
-            data = handle.read()
+        data = read_source(path)
         files.append({"name": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
                       "content": base64.b64encode(data).decode("ascii")})
     files.sort(key=lambda f: f["name"])

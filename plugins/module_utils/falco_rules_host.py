@@ -56,7 +56,13 @@ WEBSERVER = re.compile(r"^Starting health webserver with threadiness \d+, listen
 # A location in Falco's error report: `(<file>:<line>:<column>)`; a quoted name is a condition.
 REPORT_LOCATION = re.compile(r'\((?P<name>[^"()][^()]*?):(?P<line>\d+):(?P<col>\d+)\)\s*$')
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+# Names a rules file may have in a release, and release ids (YYYYMMDDTHHMMSSZ-<sha256[:8]>).
+# Always used with fullmatch: `$` would also accept a trailing newline.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+RELEASE_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}")
+# The live rules folder may only be this (or one the operator allowed explicitly): a deploy turns
+# it into a symlink, and adopts what was there.
+DEFAULT_RULES_DIR = "/etc/falco/rules.d"
 RENAME_EXCHANGE = 2
 
 
@@ -780,12 +786,29 @@ class Host:
         return removed
 
 
+def check_release_id(rid: object) -> str:
+    """A release id, or Refused: it becomes a folder name under the releases folder."""
+    if not isinstance(rid, str) or not RELEASE_ID.fullmatch(rid):
+        raise Refused(f"invalid release id {rid!r} (expected YYYYMMDDTHHMMSSZ-<8 hex>)")
+    return rid
+
+
+def unsafe_name(name: str) -> str | None:
+    """Why a rules file may not have this name in a release, or None."""
+    if not SAFE_NAME.fullmatch(name):
+        return (f"unsafe rules file name {name!r} (letters, digits and . _ + - only, not "
+                "starting with . _ + -)")
+    return None
+
+
 def build_files(release: dict) -> dict[str, bytes]:
+    check_release_id(release.get("id"))
     files: dict[str, bytes] = {}
     for entry in release.get("files") or []:
         name = str(entry.get("name", ""))
-        if not SAFE_NAME.match(name):
-            raise Refused(f"unsafe rules file name {name!r}")
+        problem = unsafe_name(name)
+        if problem:
+            raise Refused(problem)
         data = base64.b64decode(entry.get("content", ""))
         if sha256_bytes(data) != entry.get("sha256"):
             raise Refused(f"{name}: content does not match its sha256 (damaged in transfer)")

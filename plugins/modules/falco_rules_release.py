@@ -77,9 +77,17 @@ options:
     type: path
     default: /etc/falco/falco.yaml
   rules_dir:
-    description: The rules folder Falco loads last; becomes a symlink to the active release.
+    description:
+      - The rules folder Falco loads last; becomes a symlink to the active release.
+      - C(deploy) and C(rollback) refuse any other folder than C(/etc/falco/rules.d) unless it is
+        in O(allowed_rules_dirs), because a deploy adopts what the folder holds.
     type: path
     default: /etc/falco/rules.d
+  allowed_rules_dirs:
+    description: Other folders O(rules_dir) may be (the operator's explicit consent).
+    type: list
+    elements: path
+    default: []
   state_dir:
     description: Where releases and the active/previous records live (never watched by Falco).
     type: path
@@ -122,10 +130,12 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.falco_deploy.falco.plugins.module_utils.falco_rules_host import (
+    DEFAULT_RULES_DIR,
     DEFAULTS,
     Host,
     Refused,
     build_files,
+    check_release_id,
     health_status,
     is_live,
     make_dir,
@@ -331,6 +341,11 @@ class Run:
         active = h.active()
         if p["rollback_to"]:
             target = p["rollback_to"]
+            try:
+                check_release_id(target)
+            except Refused as exc:
+                self.refuse([str(exc)])
+                return
             if target not in releases:
                 self.refuse([f"release {target} does not exist on this host"])
                 return
@@ -386,6 +401,7 @@ def main() -> None:
             "state_dir": {"type": "path", "default": DEFAULTS["state_dir"]},
             "service_unit": {"type": "str", "default": DEFAULTS["service_unit"]},
             "health_timeout": {"type": "float", "default": DEFAULTS["health_timeout"]},
+            "allowed_rules_dirs": {"type": "list", "elements": "path", "default": []},
         },
         required_if=[("action", "deploy", ["release"])],
         supports_check_mode=True,
@@ -394,6 +410,13 @@ def main() -> None:
     run = Run(module)
     action = module.params["action"]
     started = time.time()
+    allowed = [DEFAULT_RULES_DIR, *module.params["allowed_rules_dirs"]]
+    if action in ("deploy", "rollback") and \
+            os.path.normpath(module.params["rules_dir"]) not in map(os.path.normpath, allowed):
+        # A deploy adopts what is in the folder and turns it into a symlink: not for any folder.
+        module.fail_json(msg=f"rules_dir {module.params['rules_dir']} is not "
+                             f"{DEFAULT_RULES_DIR} nor in allowed_rules_dirs "
+                             "(falco_rules_allowed_dirs)")
     if action in ("deploy", "rollback") and not module.check_mode:
         # Two runs against one host (two operators, an overlapping --limit) take turns.
         make_dir(run.h.state_dir)

@@ -274,3 +274,17 @@ def test_cli_module_does_not_import_heavy_modules():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={"PYTHONPATH": src}, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    ("@/dev/zero", "extra-vars file /dev/zero is not a regular file"),
+    ("@/nonexistent/vars.yml", "extra-vars file /nonexistent/vars.yml does not exist"),
+])
+def test_extra_vars_files_that_are_not_files_are_usage_errors(monkeypatch, project, inventory,
+                                                              state, value, words):
+    fake = FakeRunner([])
+    result = invoke(monkeypatch, fake, "-i", str(inventory), "--project-dir", str(project),
+                    "-e", value)
+    assert result.exit_code == ExitCode.USAGE
+    assert words in result.stderr
+    assert fake.calls == []

@@ -392,3 +392,40 @@ def test_top_level_help_lists_every_exit_code():
     result = CliRunner().invoke(cli, ["--help"])
     for code in ExitCode:
         assert f"  {int(code)}  " in result.output, code
+
+
+# --- sources and ids the hosts would refuse: usage errors before any run ---------------------
+
+def test_links_and_names_the_hosts_refuse_are_usage_errors(monkeypatch, project, inventory,
+                                                           tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("FD-SECRET\n")
+    linked = rules_dir(tmp_path, "linked", good_yaml=GOOD_RULE)
+    (linked / "zz.yaml").symlink_to(secret)
+    spaced = rules_dir(tmp_path, "spaced", good_yaml=GOOD_RULE)
+    (spaced / "my rules.yaml").write_text(GOOD_RULE)
+    for folder, words in ((linked, "is a symbolic link"),
+                          (spaced, "my rules.yaml: the hosts refuse this file name")):
+        fake = GatedRunner([])
+        result = invoke(monkeypatch, fake, "rules", "deploy", "-i", str(inventory), "--rules",
+                        str(folder), "--project-dir", str(project))
+        assert result.exit_code == ExitCode.USAGE, result.output
+        assert words in result.stderr
+        assert "FD-SECRET" not in result.output
+        assert fake.calls == []
+
+
+def test_the_cli_and_the_hosts_share_one_file_name_rule():
+    from falco_deploy.commands.rules_deploy import SAFE_NAME
+
+    assert SAFE_NAME.pattern == bundle.unsafe_name.__globals__["SAFE_NAME"].pattern
+
+
+@pytest.mark.parametrize("to", ["../../etc", "20261129T203000Z-1a2b3c4d\n",
+                                "20261129T203000Z-1a2b3c4d/.."])
+def test_rollback_to_a_path_is_a_usage_error(monkeypatch, project, inventory, to):
+    fake = FakeRunner([])
+    result = invoke(monkeypatch, fake, "rollback", "-i", str(inventory), "--to", to,
+                    "--project-dir", str(project))
+    assert result.exit_code == ExitCode.USAGE
+    assert fake.calls == []

@@ -54,6 +54,7 @@ def host(tmp_path):
     """Options of a host whose rules_dir and state_dir live under tmp_path."""
     (tmp_path / "etc").mkdir()
     return {"rules_dir": str(tmp_path / "etc" / "rules.d"), "state_dir": str(tmp_path / "state"),
+            "allowed_rules_dirs": [str(tmp_path / "etc" / "rules.d")],
             "falco_config": str(tmp_path / "etc" / "falco.yaml"),
             "base_rules_files": [], "service_unit": "fd-probe-none.service"}
 
@@ -295,3 +296,53 @@ def test_an_unreachable_host_is_reported_after_one_attempt(tmp_path):
     assert "unreachable=1" in proc.stdout, proc.stdout[-3000:]
     attempts = [ln for ln in proc.stdout.splitlines() if "SSH: EXEC ssh" in ln]
     assert len(attempts) == 1, "\n".join(attempts)
+
+
+# -- what the host refuses before it writes anything ---------------------------------------------
+
+def test_release_ids_and_file_names_must_match_exactly():
+    for rid in ("../../x", "20261130T120000Z-0000000g", "20261130T120000Z-00000000\n",
+                "20261130T120000Z-00000000/.."):
+        with pytest.raises(frh.Refused, match="invalid release id"):
+            frh.check_release_id(rid)
+    frh.check_release_id("20261130T120000Z-0a1b2c3d")
+    for name in ("a.yaml\n", "my rules.yaml", ".hidden.yaml", "../x.yaml", "a/b.yaml", ""):
+        assert frh.unsafe_name(name), name
+    assert frh.unsafe_name("falco-deploy_rules.yaml") is None
+
+
+@needs_root
+def test_a_release_id_that_walks_out_of_the_releases_folder_is_refused(tmp_path, host):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("x")
+    release = release_of(FILES)
+    release["id"] = "../../victim"
+    out, _ = play(tmp_path, {"action": "deploy", "release": release, **host})
+    assert out["result"]["status"] == "refused"
+    assert "invalid release id '../../victim'" in out["result"]["reason"]
+    assert (victim / "keep.txt").read_text() == "x"
+    assert not (tmp_path / "state" / "releases").exists() or \
+        os.listdir(tmp_path / "state" / "releases") == []
+    out, _ = play(tmp_path, {"action": "rollback", "rollback_to": "../../victim", **host})
+    assert "invalid release id" in out["result"]["reason"]
+
+
+def test_deploy_refuses_a_rules_dir_nobody_allowed(tmp_path, host):
+    other = tmp_path / "etc" / "other"
+    other.mkdir()
+    (other / "mine.yaml").write_text("- list: mine\n  items: []\n")
+    options = {**host, "rules_dir": str(other)}
+    book = tmp_path / "play.yml"
+    book.write_text(PLAYBOOK.format(args=json.dumps(
+        {"action": "deploy", "release": release_of(FILES), **options})))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"}
+    proc = subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), str(book),
+                           "-e", json.dumps({"ansible_python_interpreter": sys.executable})],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stdout[-3000:]
+    assert f"rules_dir {other} is not /etc/falco/rules.d nor in allowed_rules_dirs" in proc.stdout
+    # Not adopted, not turned into a symlink.
+    assert other.is_dir() and not other.is_symlink()
+    assert (other / "mine.yaml").is_file()

@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = """\
 - rule: Fd gate probe
@@ -105,3 +107,41 @@ def test_the_gate_checks_against_the_chosen_falco_version(tmp_path):
         assert proc.returncode == 2, proc.stdout[-3000:]
         assert words in proc.stdout, proc.stdout[-3000:]
         assert "SSH: EXEC" not in proc.stdout
+
+
+def test_a_link_in_the_rules_folder_is_refused_and_its_target_never_read(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("FD-SECRET-TOKEN-0123456789\n")
+    rules = tmp_path / "site-rules"
+    rules.mkdir()
+    (rules / "zz_link.yaml").symlink_to(secret)
+    proc = play(tmp_path, {"a_good.yaml": GOOD})
+    assert proc.returncode == 2, proc.stdout[-3000:]
+    assert f"rules source {rules / 'zz_link.yaml'} is a symbolic link" in proc.stdout
+    assert "FD-SECRET-TOKEN" not in proc.stdout + proc.stderr
+    assert "SSH: EXEC" not in proc.stdout
+
+
+@pytest.mark.parametrize(("name", "words"), [
+    ("my rules.yaml", "unsafe rules file name 'my rules.yaml'"),
+    ("_private.yaml", "unsafe rules file name '_private.yaml'"),
+])
+def test_a_name_the_hosts_refuse_is_refused_at_the_gate(tmp_path, name, words):
+    proc = play(tmp_path, {"a_good.yaml": GOOD, name: GOOD.replace("Fd gate probe", "Other")})
+    assert proc.returncode == 2, proc.stdout[-3000:]
+    assert words in proc.stdout
+    assert "SSH: EXEC" not in proc.stdout
+
+
+def test_fifos_and_oversized_files_are_refused_without_reading_them(tmp_path):
+    rules = tmp_path / "site-rules"
+    rules.mkdir()
+    os.mkfifo(rules / "zz_fifo.yaml")  # reading it would block the run for ever
+    proc = play(tmp_path, {"a_good.yaml": GOOD})
+    assert proc.returncode == 2, proc.stdout[-3000:]
+    assert f"rules source {rules / 'zz_fifo.yaml'} is not a regular file" in proc.stdout
+    (rules / "zz_fifo.yaml").unlink()
+    (rules / "zz_big.yaml").write_text("# padding\n" * 500_000)  # 5 MB
+    proc = play(tmp_path, {"a_good.yaml": GOOD})
+    assert proc.returncode == 2
+    assert "larger than the 4194304 bytes a rules file may have" in proc.stdout

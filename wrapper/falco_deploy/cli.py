@@ -521,9 +521,10 @@ written to --junit, but do not change the exit code.
 @_ansible_options(check=False)
 @click.option("--scenario", "scenarios", multiple=True, metavar="NAME",
               help="Run only this scenario (repeatable; default: all of the catalogue).")
-@click.option("--timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
-              metavar="SECONDS", help="Seconds after an attack within which Falco must alert; "
-                                      "also the longest wait for alerts after the scenarios.")
+@click.option("--timeout", type=click.FloatRange(min=0, max=3600), default=30.0,
+              show_default=True, metavar="SECONDS",
+              help="Seconds after an attack within which Falco must alert; also the longest "
+                   "wait for alerts after the scenarios (0 to 3600).")
 @click.option("--junit", metavar="FILE", help="Also write a JUnit XML report here.")
 @click.option("--catalogue", metavar="FILE",
               help="A site's own scenario catalogue instead of the falco_verify role's "

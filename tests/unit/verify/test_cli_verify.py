@@ -205,7 +205,7 @@ def test_nothing_ran_anywhere_is_a_failure(monkeypatch, inventory):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--scenario", "nope"], "unknown scenario(s) nope"),
-    (["--timeout", "nan"], "--timeout must be a number of seconds >= 0"),
+    (["--timeout", "nan"], "--timeout must be a number of seconds from 0 to 3600"),
 ])
 def test_usage_errors_stop_before_any_host(monkeypatch, inventory, args, message):
     fake = FakeRunner([])
@@ -233,15 +233,14 @@ def test_no_host_matched(monkeypatch, inventory):
     assert "no host matched the inventory and --limit web*" in result.output
 
 
-def test_an_unwritable_junit_file_is_reported_after_the_run(monkeypatch, inventory, catalogue,
-                                                            recorded_lines, tmp_path):
+def test_an_unwritable_junit_file_is_refused_before_the_run(monkeypatch, inventory, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    fake = FakeRunner(events_for({"vm": host_report(catalogue, recorded_lines)}))
+    fake = FakeRunner([])
     result = invoke(monkeypatch, fake, inventory, "--junit", str(blocker / "junit.xml"))
     assert result.exit_code == ExitCode.USAGE
-    assert "cannot write --junit" in result.output
-    assert "verified: 6 of 6 attacks detected" in result.output  # the report still shows
+    assert "--junit" in result.output and "cannot be written" in result.output
+    assert fake.calls == []
 
 
 def test_verify_help_lists_exit_codes():
@@ -259,3 +258,20 @@ def test_json_output_has_the_envelope_when_a_usage_error_stops_the_run(monkeypat
     assert doc["exit_code"] == ExitCode.USAGE and doc["exit_status"] == "usage"
     assert "unknown scenario(s) nope" in doc["error"]
     assert doc["hosts"] == [] and fake.calls == []
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "1e300", "3601"])
+def test_a_timeout_out_of_range_is_a_usage_error_before_any_run(monkeypatch, inventory, value):
+    fake = FakeRunner([])
+    result = invoke(monkeypatch, fake, inventory, "--timeout", value)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert fake.calls == []
+    assert "Traceback" not in result.output
+
+
+def test_an_unwritable_junit_is_a_usage_error_before_any_run(monkeypatch, inventory, tmp_path):
+    for bad in (tmp_path, "/proc/fd-junit.xml"):
+        fake = FakeRunner([])
+        result = invoke(monkeypatch, fake, inventory, "--junit", str(bad))
+        assert result.exit_code == ExitCode.USAGE, result.output
+        assert fake.calls == []

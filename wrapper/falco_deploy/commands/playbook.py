@@ -24,6 +24,8 @@ from falco_deploy.results import EventCollector, RunResult, profile_for
 # ansible-core's words when no inventory source parsed (ansible/inventory/manager.py).
 _INVENTORY_UNPARSED = "No inventory was parsed"
 ProgressCallback = Callable[[dict[str, Any], EventCollector], None]
+# Variables files are small; a bigger one is a mistake (or a device).
+MAX_EXTRA_VARS_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
@@ -76,11 +78,17 @@ def resolve_extra_vars(values: list[str], cwd: Path | None = None) -> list[str]:
     for value in values:
         if value.startswith("@"):
             path = (base / Path(value[1:]).expanduser()).resolve()
-            if not path.is_file():
+            if not path.exists():
                 raise FalcoDeployError(
                     f"extra-vars file {value[1:]} does not exist",
                     hint="-e @FILE takes a YAML or JSON file of variables",
                 )
+            # ansible would read a device such as /dev/zero until memory runs out.
+            if not path.is_file():
+                raise FalcoDeployError(f"extra-vars file {value[1:]} is not a regular file")
+            if path.stat().st_size > MAX_EXTRA_VARS_BYTES:
+                raise FalcoDeployError(f"extra-vars file {value[1:]} is larger than "
+                                       f"{MAX_EXTRA_VARS_BYTES} bytes")
             out.append(f"@{path}")
         elif not value.strip():
             raise FalcoDeployError("empty --extra-vars value",

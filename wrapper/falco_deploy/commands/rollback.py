@@ -18,9 +18,9 @@ COMMAND = "rollback"
 PLAYBOOK = "rollback"
 # Release ids are YYYYMMDDTHHMMSSZ-<sha256[:8]> (see the falco_rules role); anything that could
 # walk out of the releases folder is refused here already.
-_RELEASE_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
+_RELEASE_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}")
 # Debian version strings (deb-version(7)): digits first, then this alphabet.
-_DEB_VERSION = re.compile(r"^[0-9][A-Za-z0-9.+~:-]*$")
+_DEB_VERSION = re.compile(r"[0-9][A-Za-z0-9.+~:-]*")
 
 
 @dataclass
@@ -31,7 +31,7 @@ class RollbackOptions(PlaybookOptions):
 
 
 def variables_for(options: RollbackOptions) -> dict[str, object]:
-    if options.to is not None and not _RELEASE_ID.match(options.to):
+    if options.to is not None and not _RELEASE_ID.fullmatch(options.to):
         raise FalcoDeployError(f"--to {options.to!r} is not a release id",
                                hint="release ids look like 20261129T203000Z-1a2b3c4d; "
                                     "`falco-deploy status` shows each host's")
@@ -42,7 +42,7 @@ def variables_for(options: RollbackOptions) -> dict[str, object]:
         "falco_rules_rollback_steps": options.steps,
     }
     if options.package_version is not None:
-        if not _DEB_VERSION.match(options.package_version):
+        if not _DEB_VERSION.fullmatch(options.package_version):
             raise FalcoDeployError(f"--package-version {options.package_version!r} is not a "
                                    "package version", hint="e.g. --package-version 0.43.0")
         variables["falco_package_version"] = options.package_version

@@ -9,6 +9,7 @@ exit 1 with the validator's words. It never validates a second time.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from falco_deploy.commands.playbook import (
     resolve_inventories,
     run_playbook_command,
 )
+from falco_deploy.commands.validate import check_sources
 from falco_deploy.errors import FalcoDeployError
 from falco_deploy.exitcodes import ExitCode
 from falco_deploy.project import find_project
@@ -29,6 +31,10 @@ from falco_deploy.rules_engine.gate import Gate
 
 COMMAND = "rules deploy"
 PLAYBOOK = "rules_deploy"
+# The names a rules file may have on the hosts: the host's own rule (SAFE_NAME in
+# plugins/module_utils/falco_rules_host.py, which the playbook's gate applies too), checked here
+# to give a usage error before any run; tests/unit/test_cli_rules.py keeps the two equal.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 # ansible's `serial` takes a count or a percentage of the play's hosts.
 _SERIAL = re.compile(r"^(?:[1-9][0-9]*|(?:100|[1-9][0-9]?)%)$")
 
@@ -48,13 +54,19 @@ def collect_set(sources: list[str]) -> list[Path]:
     files: list[Path] = []
     for raw in sources:
         path = Path(raw).expanduser()
-        if not path.exists():
+        if not os.path.lexists(path):
             raise FalcoDeployError(f"rules source {raw} does not exist",
                                    hint="--rules takes a folder of .yaml/.yml files or a file")
+        # Links, devices, FIFOs and oversized files: one line, exit 2 (as `rules validate`).
+        check_sources([str(path)])
         for name, problem in expand_paths([path.resolve()]):
             if problem:
                 raise FalcoDeployError(f"{name}: {problem}",
                                        hint="--rules takes a folder of .yaml/.yml files")
+            if not SAFE_NAME.fullmatch(Path(name).name):
+                raise FalcoDeployError(
+                    f"{name}: the hosts refuse this file name",
+                    hint="letters, digits and . _ + - only, not starting with . _ + -")
             files.append(Path(name))
     seen: dict[str, Path] = {}
     for f in files:

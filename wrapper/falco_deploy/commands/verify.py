@@ -12,6 +12,7 @@ the JUnit file. No alert is ever made up: an attack without a detecting alert is
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from falco_deploy.verify.junit import write_junit
 COMMAND = "verify"
 PLAYBOOK = "verify"
 DEFAULT_TIMEOUT_S = 30.0
+# An hour: any longer is a typo (1e300), and the host-side wait would never end.
+MAX_TIMEOUT_S = 3600.0
 
 
 @dataclass
@@ -40,10 +43,32 @@ class VerifyOptions(PlaybookOptions):
     catalogue: str | None = None  # a site's own catalogue file
 
 
+def check_junit(path: str) -> None:
+    """A --junit file that cannot be written is a usage error before the run, not after it:
+    its folders are made and a scratch file is written and removed there (an existing report
+    is opened for appending, which leaves it as it is)."""
+    target = Path(path).expanduser()
+    try:
+        if target.is_dir():
+            raise IsADirectoryError(21, "is a folder")
+        if target.exists():
+            with open(target, "a", encoding="utf-8"):
+                pass
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".falco-deploy-junit-"):
+            pass
+    except OSError as exc:
+        raise FalcoDeployError(f"--junit {path} cannot be written: {exc.strerror or exc}") \
+            from None
+
+
 def run(options: VerifyOptions, on_event: ProgressCallback | None = None) -> RunResult:
-    if not math.isfinite(options.timeout) or options.timeout < 0:
-        raise FalcoDeployError(f"--timeout must be a number of seconds >= 0 "
-                               f"(got {options.timeout:g})")
+    if not math.isfinite(options.timeout) or not 0 <= options.timeout <= MAX_TIMEOUT_S:
+        raise FalcoDeployError(f"--timeout must be a number of seconds from 0 to "
+                               f"{MAX_TIMEOUT_S:g} (got {options.timeout:g})")
+    if options.junit:
+        check_junit(options.junit)
     project = find_project(options.project_dir)
     scenarios = catalogue_mod.load(project, options.catalogue)
     chosen = catalogue_mod.select(project, scenarios, options.scenarios)
