@@ -41,20 +41,21 @@ def state(tmp_path, monkeypatch):
 class FakeRunner:
     """Stands in for runner.run_playbook: records the request, replays events."""
 
-    def __init__(self, events, rc=0, status="successful", stdout=""):
+    def __init__(self, events, rc=0, status="successful", stdout="", signum=None):
         self.events = events
         self.rc = rc
         self.status = status
         self.stdout = stdout
+        self.signum = signum
         self.calls: list[runner_mod.PlaybookRun] = []
 
     def __call__(self, run, on_event=None):
         self.calls.append(run)
-        run.artifacts_dir.mkdir(parents=True)
+        run.artifacts_dir.mkdir(parents=True, exist_ok=True)
         (run.artifacts_dir / "stdout").write_text(self.stdout)
         for event in self.events:
             on_event(event)
-        return runner_mod.RunnerOutcome(self.status, self.rc, run.artifacts_dir)
+        return runner_mod.RunnerOutcome(self.status, self.rc, run.artifacts_dir, self.signum)
 
 
 def invoke(monkeypatch, fake, *args):
@@ -254,6 +255,27 @@ def test_ctrl_c_exits_130(monkeypatch, project, inventory, state):
     fake = FakeRunner([report("a")], status="canceled", rc=-1)
     result = invoke(monkeypatch, fake, "-i", str(inventory), "--project-dir", str(project))
     assert result.exit_code == ExitCode.INTERRUPTED == 130
+
+
+@pytest.mark.parametrize(("signum", "code"), [(15, ExitCode.TERMINATED), (1, ExitCode.HANGUP),
+                                              (2, ExitCode.INTERRUPTED)])
+def test_a_signal_mid_run_prints_the_summary_with_the_unfinished_hosts(
+        monkeypatch, project, inventory, state, signum, code):
+    from install_events import start
+
+    fake = FakeRunner([ok("a", "Add repo", changed=True), report("a"),
+                       start("b", "Install the falco package")],
+                      status="canceled", rc=-1, signum=signum)
+    result = invoke(monkeypatch, fake, "-i", str(inventory), "--project-dir", str(project),
+                    "--output", "json")
+    assert result.exit_code == code == 128 + signum
+    doc = json.loads(result.stdout)
+    hosts = {h["host"]: h for h in doc["hosts"]}
+    assert hosts["a"]["verdict"] == "installed"
+    name = {15: "SIGTERM", 1: "SIGHUP", 2: "SIGINT"}[signum]
+    assert hosts["b"]["verdict"] == "interrupted"
+    assert hosts["b"]["reason"] == f"{name} during: Install the falco package"
+    assert doc["error"] == f"interrupted by {name}: the run was stopped"
 
 
 def test_help_documents_exit_codes():

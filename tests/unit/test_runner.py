@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
 import sys
 from datetime import datetime, timezone
@@ -40,15 +42,94 @@ def test_artifacts_same_second_get_a_suffix(tmp_path):
     assert second.name == "20261129T201503Z-install-2"
 
 
-def test_chosen_artifacts_dir_used_as_is(tmp_path):
-    assert runner.artifacts_dir_for("install", tmp_path / "mine") == tmp_path / "mine"
+def test_chosen_artifacts_dir_is_made_private(tmp_path):
+    path = runner.artifacts_dir_for("install", tmp_path / "mine")
+    assert path == tmp_path / "mine"
+    assert path.is_dir() and (path.stat().st_mode & 0o777) == 0o700
 
 
 def test_chosen_artifacts_dir_must_not_hold_a_run(tmp_path):
     (tmp_path / "old" / "job_events").mkdir(parents=True)
+    (tmp_path / "old").chmod(0o700)
     with pytest.raises(FalcoDeployError) as err:
         runner.artifacts_dir_for("install", tmp_path / "old")
     assert err.value.exit_code is ExitCode.USAGE
+
+
+def test_an_existing_private_artifacts_dir_of_ours_is_used(tmp_path):
+    (tmp_path / "mine").mkdir(mode=0o700)
+    assert runner.artifacts_dir_for("install", tmp_path / "mine") == tmp_path / "mine"
+
+
+@pytest.mark.parametrize("kind", ["link", "world-writable", "group-readable", "file"])
+def test_an_unsafe_artifacts_dir_is_refused(tmp_path, kind):
+    path = tmp_path / "arts"
+    if kind == "link":
+        (tmp_path / "elsewhere").mkdir(mode=0o700)
+        path.symlink_to(tmp_path / "elsewhere")
+    elif kind == "file":
+        path.write_text("")
+    else:
+        path.mkdir()
+        path.chmod(0o777 if kind == "world-writable" else 0o750)
+    with pytest.raises(FalcoDeployError) as err:
+        runner.artifacts_dir_for("install", path)
+    assert err.value.exit_code is ExitCode.USAGE
+    assert str(path) in err.value.message
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the folder away")
+def test_another_users_artifacts_dir_is_refused(tmp_path):
+    path = tmp_path / "theirs"
+    path.mkdir(mode=0o700)
+    os.chown(path, 65534, 65534)
+    with pytest.raises(FalcoDeployError, match="must be yours"):
+        runner.artifacts_dir_for("install", path)
+
+
+def test_old_runs_are_pruned_to_the_newest(tmp_path):
+    runs = tmp_path / "runs"
+    for day in range(1, 8):
+        (runs / f"202611{day:02d}T120000Z-install").mkdir(parents=True)
+    (runs / "notes").mkdir()  # not a run: never touched
+    (runs / "20261101T000000Z-install-link").symlink_to(tmp_path)
+    gone = runner.prune_runs(runs, keep=3)
+    assert [p.name for p in gone] == [f"202611{d:02d}T120000Z-install" for d in range(1, 5)]
+    assert sorted(p.name for p in runs.iterdir()) == [
+        "20261101T000000Z-install-link", "20261105T120000Z-install",
+        "20261106T120000Z-install", "20261107T120000Z-install", "notes"]
+    assert runner.prune_runs(runs, keep=0) == []  # 0 keeps everything
+
+
+@pytest.mark.parametrize(("value", "keep"), [("", 50), ("7", 7), ("0", 0)])
+def test_run_retention_comes_from_the_environment(value, keep):
+    assert runner.keep_runs({"FALCO_DEPLOY_KEEP_RUNS": value}) == keep
+
+
+def test_a_bad_run_retention_is_a_usage_error():
+    with pytest.raises(FalcoDeployError, match="FALCO_DEPLOY_KEEP_RUNS"):
+        runner.keep_runs({"FALCO_DEPLOY_KEEP_RUNS": "many"})
+
+
+def test_the_command_artifact_keeps_no_secret(tmp_path):
+    (tmp_path / "command").write_text(json.dumps({
+        "command": ["ansible-playbook", "-e", "vault_password=hunter2", "-e",
+                    '{"falco_package_repo_url": "https://bob:t0k3n@mirror.example/falco"}',
+                    "/p/install.yml"],
+        "cwd": "/p",
+        "env": {"AWS_SECRET_ACCESS_KEY": "AKIA-secret", "CI_JOB_TOKEN": "ci-secret",
+                "ANSIBLE_CONFIG": "/p/ansible.cfg", "PATH": "/usr/bin",
+                "ANSIBLE_VAULT_PASSWORD_FILE": "/p/pass", "SOME_OTHER": "x"}}))
+    runner.redact_artifacts(tmp_path, {"ANSIBLE_CONFIG": "/p/ansible.cfg"})
+    text = (tmp_path / "command").read_text()
+    for secret in ("hunter2", "t0k3n", "bob", "AKIA-secret", "ci-secret"):
+        assert secret not in text
+    doc = json.loads(text)
+    assert doc["env"]["ANSIBLE_CONFIG"] == "/p/ansible.cfg" and doc["env"]["PATH"] == "/usr/bin"
+    assert "SOME_OTHER" not in doc["env"]
+    assert doc["command"][-1] == "/p/install.yml"
+    assert "https://********@mirror.example/falco" in doc["command"][4]
+    assert (tmp_path / "command").stat().st_mode & 0o077 == 0
 
 
 def test_cmdline_quotes_extra_vars_like_a_shell(tmp_path):
@@ -202,5 +283,25 @@ def test_ctrl_c_grace_runs_out(monkeypatch):
         assert stop() is False
         clock[0] += runner._Interrupt.GRACE + 1
         assert stop() is True
+    finally:
+        child.kill()
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_stop_the_run_like_ctrl_c(name):
+    import signal
+    import subprocess
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with runner._Interrupt() as stop:
+            stop.pid = child.pid
+            # The handler is installed for this signal too.
+            assert signal.getsignal(getattr(signal, name)) == stop._on_sigint
+            stop._on_sigint(getattr(signal, name))
+            assert child.wait(timeout=10) == -signal.SIGINT  # forwarded as SIGINT
+            assert stop.signum == getattr(signal, name)
+            assert stop.requested and stop() is False
+        assert signal.getsignal(getattr(signal, name)) != stop._on_sigint  # restored
     finally:
         child.kill()

@@ -57,7 +57,10 @@ Exit codes (each command's --help says which it uses):
   7  detection missed (verify): an expected rule did not fire
   8  unprotected (status, rules deploy, rollback): on some host Falco is
      not installed, not running, restarting in a loop, or has no rules folder
-  130  interrupted (Ctrl-C)
+  129  interrupted by SIGHUP: the run is stopped and the summary lists the
+       hosts that had not finished
+  130  interrupted by Ctrl-C (likewise)
+  143  interrupted by SIGTERM (likewise)
 """
 
 
@@ -83,7 +86,8 @@ Exit codes:
      or were unreachable
   4  failed: no host succeeded (or no host matched)
   5  environment: ansible-playbook or the playbooks cannot be found
-  130  interrupted (Ctrl-C)
+  130  interrupted: Ctrl-C (129 SIGHUP, 143 SIGTERM); the run is stopped
+       and the summary lists the hosts that had not finished as interrupted
 """
 
 
@@ -287,7 +291,8 @@ Exit codes:
   3  partial: some hosts are done, others failed or were unreachable
   4  failed: no host succeeded (or no host matched)
   5  environment: ansible-playbook or the playbooks cannot be found
-  130  interrupted (Ctrl-C)
+  130  interrupted: Ctrl-C (129 SIGHUP, 143 SIGTERM); the run is stopped
+       and the summary lists the hosts that had not finished as interrupted
 """
 
 
@@ -383,7 +388,8 @@ Exit codes:
   8  unprotected: on some host Falco is not installed (no falco) or not
      running (falco down; "deployed, falco down" when the release went live
      on disk anyway)
-  130  interrupted (Ctrl-C)
+  130  interrupted: Ctrl-C (129 SIGHUP, 143 SIGTERM); the run is stopped
+       and the summary lists the hosts that had not finished as interrupted
 """
 
 
@@ -439,7 +445,8 @@ Exit codes:
   8  unprotected: on some host Falco is not installed (no falco) or not
      running (falco down; "deployed, falco down" when the release went live
      on disk anyway)
-  130  interrupted (Ctrl-C)
+  130  interrupted: Ctrl-C (129 SIGHUP, 143 SIGTERM); the run is stopped
+       and the summary lists the hosts that had not finished as interrupted
 """
 
 
@@ -479,7 +486,8 @@ Exit codes:
   8  unprotected: on some host Falco is not installed (no falco), not
      running or restarting in a loop (falco down), or /etc/falco/rules.d is
      missing or a dangling symlink (rules missing); outranks 3 and 6
-  130  interrupted (Ctrl-C)
+  130  interrupted: Ctrl-C (129 SIGHUP, 143 SIGTERM); the run is stopped
+       and the summary lists the hosts that had not finished as interrupted
 """
 
 
@@ -511,7 +519,8 @@ Exit codes:
   5  environment: ansible-playbook or the playbooks cannot be found
   7  detection missed: on at least one host an attack raised no alert with
      its technique within --timeout
-  130  interrupted (Ctrl-C); scenario containers remove themselves
+  130  interrupted: Ctrl-C (129 SIGHUP, 143 SIGTERM); scenario containers
+       remove themselves
 False positives (our rules firing on benign scenarios) are reported and
 written to --junit, but do not change the exit code.
 """

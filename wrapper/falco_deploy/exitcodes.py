@@ -23,4 +23,8 @@ class ExitCode(IntEnum):
     # dangling symlink (also after a deploy that went live on disk). Outranks PARTIAL and DRIFT:
     # a dead Falco is the worst state a host can be in.
     UNPROTECTED = 8
-    INTERRUPTED = 130  # Ctrl-C
+    # Stopped by a signal, 128 + its number as a shell reports it: the run's child processes were
+    # stopped and the summary printed with the hosts that did not finish as "interrupted".
+    HANGUP = 129  # SIGHUP (the terminal went away)
+    INTERRUPTED = 130  # Ctrl-C (SIGINT)
+    TERMINATED = 143  # SIGTERM (a service manager or `kill`)

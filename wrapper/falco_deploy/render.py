@@ -33,6 +33,7 @@ _VERDICT_STYLE = {
     Verdict.FAILED: "bold red",
     Verdict.UNREACHABLE: "bold red",
     Verdict.NOT_RUN: "red",
+    Verdict.INTERRUPTED: "bold red",
     Verdict.NO_FALCO: "bold red",
     Verdict.FALCO_DOWN: "bold red",
     Verdict.RULES_MISSING: "bold red",
@@ -50,6 +51,9 @@ _EXIT_MEANING = {
     ExitCode.DRIFT: "every host answered; some live rules differ from their release manifest",
     ExitCode.UNPROTECTED: "on some host Falco is not installed, not running or has no rules",
     ExitCode.DETECTION_MISSED: "on some host an attack went undetected",
+    ExitCode.INTERRUPTED: "stopped by Ctrl-C; hosts that had not finished are listed",
+    ExitCode.TERMINATED: "stopped by SIGTERM; hosts that had not finished are listed",
+    ExitCode.HANGUP: "stopped by SIGHUP; hosts that had not finished are listed",
 }
 
 # Wide enough that a host's reason stays on one line in CI logs, where there is no terminal width.

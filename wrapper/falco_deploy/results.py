@@ -40,6 +40,7 @@ class Verdict(str, enum.Enum):
     FAILED = "failed"
     UNREACHABLE = "unreachable"
     NOT_RUN = "not run"  # --serial: an earlier batch failed, so this host's batch never started
+    INTERRUPTED = "interrupted"  # the run was stopped by a signal before this host finished
     # Falco itself does not protect the host (the module's health statuses):
     NO_FALCO = "no falco"  # Falco is not installed
     FALCO_DOWN = "falco down"  # not running, or restarting in a loop
@@ -360,6 +361,8 @@ class EventCollector:
         self.stats: dict[str, Any] | None = None
         self.no_hosts_matched = False
         self.current_task = ""
+        # The signal that stopped the run ("SIGTERM"), or "" when it ran to its end.
+        self.interrupted = ""
         # rules deploy: the offline gate's verdict, from the falco_rules_bundle task's result
         # (one per batch; a refusal is kept over a later pass)
         self.validation: dict[str, Any] | None = None
@@ -477,6 +480,10 @@ class EventCollector:
         elif self._never_ran(host):
             result.verdict = Verdict.NOT_RUN
             result.reason = self.not_run_reason
+        elif self.interrupted and host.report is None and host.counts.failed == 0:
+            result.verdict = Verdict.INTERRUPTED
+            task = host.current_task or self.current_task
+            result.reason = f"{self.interrupted}" + (f" during: {task}" if task else "")
         elif status in ("refused", "rolled_back"):
             # The role may fail the host after reporting (so --serial stops the later batches);
             # the report says why, which is worth more than the name of the failing task.

@@ -8,9 +8,11 @@ $XDG_STATE_HOME/falco-deploy/runs/<UTC timestamp>-<command> unless the operator 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -41,19 +43,32 @@ def state_home(environ: Mapping[str, str] | None = None) -> Path:
 def artifacts_dir_for(command: str, chosen: str | os.PathLike[str] | None = None, *,
                       environ: Mapping[str, str] | None = None,
                       now: datetime | None = None) -> Path:
-    """The directory this run's artifacts go to (not created here).
+    """The directory this run's artifacts go to.
 
-    `chosen` is used as is; it must not already hold a run, so one directory is one run.
+    A `chosen` one is made here, 0700, when it does not exist; an existing one must be a real
+    folder (not a symbolic link), owned by this user, 0700 and without the artifacts of another
+    run: the run writes as this user (often root) into it, and another user's or a
+    world-writable folder could hold links that make it overwrite any file.
     """
     if chosen is not None:
-        path = Path(chosen).expanduser().resolve()
+        path = Path(os.path.abspath(Path(chosen).expanduser()))
+        try:
+            os.mkdir(path, 0o700)
+            return path
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise _artifacts_error(path, f"cannot be made: {exc.strerror or exc}") from None
+        info = os.lstat(path)
+        if stat.S_ISLNK(info.st_mode):
+            raise _artifacts_error(path, "is a symbolic link")
+        if not stat.S_ISDIR(info.st_mode):
+            raise _artifacts_error(path, "is not a folder")
+        if info.st_uid != os.getuid() or info.st_mode & 0o077:
+            raise _artifacts_error(path, f"must be yours and mode 0700 (it is uid "
+                                         f"{info.st_uid}, {stat.S_IMODE(info.st_mode):04o})")
         if (path / "job_events").exists():
-            raise FalcoDeployError(
-                f"--artifacts-dir {path} already holds the artifacts of a run",
-                hint="give a new directory, or leave --artifacts-dir out to get a fresh one "
-                     "under the state directory",
-                exit_code=ExitCode.USAGE,
-            )
+            raise _artifacts_error(path, "already holds the artifacts of a run")
         return path
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
     runs = state_home(environ) / "falco-deploy" / "runs"
@@ -63,6 +78,64 @@ def artifacts_dir_for(command: str, chosen: str | os.PathLike[str] | None = None
         path = runs / f"{stamp}-{command}-{n}"
         n += 1
     return path
+
+
+def _artifacts_error(path: Path, problem: str) -> FalcoDeployError:
+    return FalcoDeployError(
+        f"--artifacts-dir {path} {problem}",
+        hint="give a new folder, or leave --artifacts-dir out to get a fresh one under the "
+             "state directory", exit_code=ExitCode.USAGE)
+
+
+# Runs kept under the state directory (the oldest go first); FALCO_DEPLOY_KEEP_RUNS changes it,
+# 0 keeps every run.
+DEFAULT_KEEP_RUNS = 50
+_RUN_NAME = re.compile(r"[0-9]{8}T[0-9]{6}Z-[a-z-]+(-[0-9]+)?")
+
+
+def keep_runs(environ: Mapping[str, str] | None = None) -> int:
+    env = os.environ if environ is None else environ
+    raw = env.get("FALCO_DEPLOY_KEEP_RUNS", "")
+    if not raw:
+        return DEFAULT_KEEP_RUNS
+    if not raw.isdigit():
+        raise FalcoDeployError(f"FALCO_DEPLOY_KEEP_RUNS={raw!r} is not a number of runs",
+                               hint="e.g. 50; 0 keeps every run")
+    return int(raw)
+
+
+def prune_runs(runs: Path, keep: int) -> list[Path]:
+    """Remove the oldest run folders beyond `keep` (names sort by time); only folders named
+    like a run, and never a link."""
+    if keep <= 0 or not runs.is_dir():
+        return []
+    found = sorted(p for p in runs.iterdir()
+                   if _RUN_NAME.fullmatch(p.name) and p.is_dir() and not p.is_symlink())
+    gone = found[:max(0, len(found) - keep)]
+    for path in gone:
+        shutil.rmtree(path, ignore_errors=True)
+    return gone
+
+
+def redact_artifacts(artifacts: Path, ours: Mapping[str, str]) -> None:
+    """ansible-runner's `command` file holds the whole environment and every argument: keep
+    what explains the run (our variables, ANSIBLE_*, PATH), with secrets masked."""
+    import json
+
+    from falco_deploy.redact import redact_env, redact_text
+
+    path = artifacts / "command"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    doc["command"] = [redact_text(str(arg)) for arg in doc.get("command") or []]
+    doc["env"] = redact_env(doc.get("env") or {}, keep=set(ours))
+    tmp = path.with_name(".command.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(doc, handle)
+    os.replace(tmp, path)
 
 
 @dataclass
@@ -100,6 +173,7 @@ class RunnerOutcome:
     status: str  # ansible-runner's: successful, failed, timeout, canceled
     rc: int
     artifacts_dir: Path
+    signum: int | None = None  # canceled: the signal that stopped the run
 
     @property
     def canceled(self) -> bool:
@@ -191,29 +265,34 @@ def build_cmdline(run: PlaybookRun) -> str:
 
 
 class _Interrupt:
-    """Ctrl-C during a run. ansible-playbook runs on its own pty, so the terminal's SIGINT does
-    not reach it; ansible-runner's cancel SIGKILLs its process group, but ansible's workers
-    call setsid() (ansible/executor/process/worker.py) and would be left running. So the first
-    Ctrl-C forwards SIGINT to ansible-playbook, which stops its workers and exits; only if it is
-    still there after GRACE seconds, or on a second Ctrl-C, ansible-runner kills it.
-    The previous handler comes back afterwards (ansible-runner's own would stay installed)."""
+    """Ctrl-C, SIGTERM or SIGHUP during a run. ansible-playbook runs on its own pty, so the
+    terminal's SIGINT does not reach it; ansible-runner's cancel SIGKILLs its process group, but
+    ansible's workers call setsid() (ansible/executor/process/worker.py) and would be left
+    running. So the first signal forwards SIGINT to ansible-playbook, which stops its workers
+    and exits; only if it is still there after GRACE seconds, or on a second signal,
+    ansible-runner kills it. Either way the run ends normally from here on: the summary is
+    printed and the exit code says which signal (ExitCode.INTERRUPTED, TERMINATED, HANGUP).
+    The previous handlers come back afterwards (ansible-runner's own would stay installed)."""
 
     GRACE = 10.0
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self) -> None:
         self.requested_at: float | None = None
         self.force = False
         self.pid: int | None = None  # ansible-playbook's, from the events' `pid`
-        self.previous: Any = None
+        self.signum: int | None = None  # the first signal received
+        self.previous: dict[int, Any] = {}
 
     @property
     def requested(self) -> bool:
         return self.requested_at is not None
 
-    def _on_sigint(self, *_: object) -> None:
+    def _on_sigint(self, signum: int = signal.SIGINT, *_: object) -> None:
         if self.requested:
             self.force = True
             return
+        self.signum = signum
         self.requested_at = time.monotonic()
         if self.pid is None:
             self.force = True
@@ -225,12 +304,14 @@ class _Interrupt:
 
     def __enter__(self) -> _Interrupt:
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._on_sigint)
+            for signum in self.SIGNALS:
+                self.previous[signum] = signal.signal(signum, self._on_sigint)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous = {}
 
     def __call__(self) -> bool:
         """ansible-runner's cancel_callback: True makes it kill ansible-playbook."""
@@ -261,8 +342,9 @@ def run_playbook(run: PlaybookRun, on_event: EventCallback | None = None) -> Run
             on_event(event)
         return True
 
-    # Artifacts hold the environment and module output of a run: keep them to their owner.
+    # Artifacts hold the module output of a run: keep them to their owner.
     run.artifacts_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    envvars = build_env(run.project, bin_dir)
     with tempfile.TemporaryDirectory(prefix="falco-deploy-") as private, stop:
         runner = ansible_runner.run(
             private_data_dir=private,
@@ -276,17 +358,20 @@ def run_playbook(run: PlaybookRun, on_event: EventCallback | None = None) -> Run
             passwords=run.passwords or None,
             # The passwords stay in memory: no env/ files in the private data dir either.
             suppress_env_files=True,
-            envvars=build_env(run.project, bin_dir),
+            envvars=envvars,
             artifact_dir=str(run.artifacts_dir.parent),
             ident=run.artifacts_dir.name,
             event_handler=handle,
             cancel_callback=stop,
             quiet=True,
         )
-    # ansible-playbook stopped by our SIGINT ends as "failed" (rc 99); it was still a Ctrl-C.
+    redact_artifacts(run.artifacts_dir, envvars)
+    if run.artifacts_dir.parent == state_home() / "falco-deploy" / "runs":
+        prune_runs(run.artifacts_dir.parent, keep_runs())
+    # ansible-playbook stopped by our SIGINT ends as "failed" (rc 99); it was still a signal.
     status = "canceled" if stop.requested else runner.status
     return RunnerOutcome(status=status, rc=int(runner.rc if runner.rc is not None else -1),
-                         artifacts_dir=run.artifacts_dir)
+                         artifacts_dir=run.artifacts_dir, signum=stop.signum)
 
 
 def list_hosts(run: PlaybookRun, timeout: float = 120) -> list[str]:

@@ -87,7 +87,7 @@ class FakeRunner:
 
     def __call__(self, run, on_event=None):
         self.calls.append(run)
-        run.artifacts_dir.mkdir(parents=True)
+        run.artifacts_dir.mkdir(parents=True, exist_ok=True)
         (run.artifacts_dir / "stdout").write_text("")
         for event in self.events:
             on_event(event)

@@ -9,6 +9,7 @@ four with the same code.
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -182,8 +183,10 @@ def run_playbook_command(command: str, playbook_name: str, options: PlaybookOpti
     started = datetime.now(timezone.utc)
     outcome = runner.run_playbook(run, handle)
     if outcome.canceled:
-        raise KeyboardInterrupt
-    if account_for_every_host and outcome.rc != 0 and collector.hosts:
+        # Hosts that had not reported when the signal came are "interrupted"; the others keep
+        # their verdicts. Listing the play's hosts would start ansible again: not now.
+        collector.interrupted = signal_name(outcome.signum)
+    elif account_for_every_host and outcome.rc != 0 and collector.hosts:
         collector.expect_hosts(
             runner.list_hosts(run),
             "not run: an earlier batch failed, so the play stopped before this host")
@@ -192,7 +195,10 @@ def run_playbook_command(command: str, playbook_name: str, options: PlaybookOpti
     hosts = collector.results()
     error = None
     exit_code = None
-    if not hosts:
+    if outcome.canceled:
+        error = f"interrupted by {collector.interrupted}: the run was stopped"
+        exit_code = _SIGNAL_EXIT.get(outcome.signum or signal.SIGINT, ExitCode.INTERRUPTED)
+    elif not hosts:
         error, exit_code = why_no_host_ran(outcome, collector, options.limit)
     return RunResult(
         command=command,
@@ -205,6 +211,17 @@ def run_playbook_command(command: str, playbook_name: str, options: PlaybookOpti
         exit_code=exit_code,
         validation=collector.validation,
     )
+
+
+_SIGNAL_EXIT = {signal.SIGINT: ExitCode.INTERRUPTED, signal.SIGTERM: ExitCode.TERMINATED,
+                signal.SIGHUP: ExitCode.HANGUP}
+
+
+def signal_name(signum: int | None) -> str:
+    try:
+        return signal.Signals(signum or signal.SIGINT).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def why_no_host_ran(outcome, collector, limit: str | None) -> tuple[str, ExitCode]:
