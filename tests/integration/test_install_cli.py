@@ -109,3 +109,26 @@ def test_partial_run_reports_skipped_and_unreachable_hosts(hosts, tmp_path):
     assert docker("exec", good, "dpkg", "-s", "falco", check=False).returncode != 0
     rc, envelope = _install(inventory, tmp_path, "--limit", good, command="uninstall")
     assert rc == ExitCode.OK and _by_host(envelope)[good]["verdict"] == "unchanged", envelope
+
+
+def test_repository_credentials_go_to_a_root_only_file_and_nowhere_else(hosts, tmp_path):
+    good, nobtf = hosts
+    inventory = _inventory(tmp_path, good, nobtf)
+    secret = "fd-pass-0815"
+    # Nothing listens there: the package index update fails after the files are written.
+    url = f"https://fd-user:{secret}@127.0.0.1:9/falco/deb"
+    rc, envelope = _install(inventory, tmp_path, "--limit", good, "-e",
+                            f"falco_package_repo_url={url}")
+    assert rc == ExitCode.FAILED, envelope
+    source = docker("exec", good, "cat", "/etc/apt/sources.list.d/falcosecurity.list").stdout
+    assert "https://127.0.0.1:9/falco/deb stable main" in source and secret not in source
+    auth = docker("exec", good, "stat", "-c", "%a %U:%G",
+                  "/etc/apt/auth.conf.d/falcosecurity.conf").stdout.strip()
+    assert auth == "600 root:root"
+    assert docker("exec", good, "cat", "/etc/apt/auth.conf.d/falcosecurity.conf").stdout == \
+        f"machine 127.0.0.1:9/falco/deb login fd-user password {secret}\n"
+    # Not in the result, not in any artifact of the run.
+    assert secret not in json.dumps(envelope)
+    for path in Path(envelope["artifacts_dir"]).rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
