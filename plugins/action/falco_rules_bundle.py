@@ -34,27 +34,18 @@ from ansible_collections.falco_deploy.falco.plugins.module_utils.falco_rules_hos
 )
 
 EXTENSIONS = (".yaml", ".yml")
-# The largest rules file a release may carry: a release travels base64 in the module arguments
-# to every host (the offline validator has the same limit).
-MAX_FILE_BYTES = 4 * 1024 * 1024
 
 
 def check_source_file(path: str) -> None:
-    """A regular file, not a link, not too big, with a name the hosts accept; else
-    AnsibleActionFail. Links are refused so that nothing outside the given paths is read or
-    shipped to the hosts (a link to /etc/shadow in a rules folder would be)."""
+    """A regular file, not a link, not too big (the validator's own rule,
+    rules_engine.source_problem), with a name the hosts accept; else AnsibleActionFail. A link
+    in a rules folder would otherwise be read, printed and shipped to every host."""
     try:
-        info = os.lstat(path)
+        problem = rules_engine().source_problem(path)
     except OSError as e:
         raise AnsibleActionFail(f"rules source {path}: {e.strerror or e}") from e
-    if stat.S_ISLNK(info.st_mode):
-        raise AnsibleActionFail(f"rules source {path} is a symbolic link; give the file it "
-                                "points to")
-    if not stat.S_ISREG(info.st_mode):
-        raise AnsibleActionFail(f"rules source {path} is not a regular file")
-    if info.st_size > MAX_FILE_BYTES:
-        raise AnsibleActionFail(f"rules source {path}: {info.st_size} bytes, larger than the "
-                                f"{MAX_FILE_BYTES} bytes a rules file may have")
+    if problem:
+        raise AnsibleActionFail(f"rules source {path}: {problem}")
     problem = unsafe_name(os.path.basename(path))
     if problem:
         raise AnsibleActionFail(f"rules source {path}: {problem}")
@@ -62,12 +53,21 @@ def check_source_file(path: str) -> None:
 
 def read_source(path: str) -> bytes:
     """The file's bytes, opened without following a link and checked again once open."""
+    # The validator's limit is the release's too: a release travels base64 in the module
+    # arguments to every host.
+    limit = rules_engine().MAX_FILE_BYTES
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
             raise AnsibleActionFail(f"rules source {path} changed while it was read")
-        return handle.read(MAX_FILE_BYTES + 1)
+        return handle.read(limit + 1)
+
+
+def rules_engine():
+    """The offline validator package (see rules_gate)."""
+    gate = rules_gate()
+    return sys.modules[gate.__name__.rsplit(".", 1)[0]]
 
 
 def rules_gate():

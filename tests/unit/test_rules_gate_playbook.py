@@ -117,7 +117,7 @@ def test_a_link_in_the_rules_folder_is_refused_and_its_target_never_read(tmp_pat
     (rules / "zz_link.yaml").symlink_to(secret)
     proc = play(tmp_path, {"a_good.yaml": GOOD})
     assert proc.returncode == 2, proc.stdout[-3000:]
-    assert f"rules source {rules / 'zz_link.yaml'} is a symbolic link" in proc.stdout
+    assert f"rules source {rules / 'zz_link.yaml'}: is a symbolic link" in proc.stdout
     assert "FD-SECRET-TOKEN" not in proc.stdout + proc.stderr
     assert "SSH: EXEC" not in proc.stdout
 
@@ -139,7 +139,7 @@ def test_fifos_and_oversized_files_are_refused_without_reading_them(tmp_path):
     os.mkfifo(rules / "zz_fifo.yaml")  # reading it would block the run for ever
     proc = play(tmp_path, {"a_good.yaml": GOOD})
     assert proc.returncode == 2, proc.stdout[-3000:]
-    assert f"rules source {rules / 'zz_fifo.yaml'} is not a regular file" in proc.stdout
+    assert f"rules source {rules / 'zz_fifo.yaml'}: not a regular file" in proc.stdout
     (rules / "zz_fifo.yaml").unlink()
     (rules / "zz_big.yaml").write_text("# padding\n" * 500_000)  # 5 MB
     proc = play(tmp_path, {"a_good.yaml": GOOD})

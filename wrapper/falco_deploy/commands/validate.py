@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,9 +16,9 @@ from falco_deploy.errors import FalcoDeployError
 from falco_deploy.exitcodes import ExitCode
 from falco_deploy.rules_engine import (
     FALCO_VERSIONS,
-    MAX_FILE_BYTES,
     RULES_SUFFIXES,
     expand_paths,
+    source_problem,
     validate,
 )
 from falco_deploy.rules_engine.gate import upstream_rules_file
@@ -48,15 +47,9 @@ def _refuse(message: str) -> FalcoDeployError:
 
 
 def _check_file(path: Path, shown: str) -> None:
-    info = path.lstat()
-    if stat.S_ISLNK(info.st_mode):
-        raise _refuse(f"{shown}: is a symbolic link; give the file it points to (links are "
-                      "refused so that nothing outside the given paths is read)")
-    if not stat.S_ISREG(info.st_mode):
-        raise _refuse(f"{shown}: not a regular file")
-    if info.st_size > MAX_FILE_BYTES:
-        raise _refuse(f"{shown}: {info.st_size} bytes, larger than the {MAX_FILE_BYTES} bytes a "
-                      "rules file may have")
+    problem = source_problem(path)
+    if problem:
+        raise _refuse(f"{shown}: {problem}")
     try:
         with open(path, "rb"):
             pass

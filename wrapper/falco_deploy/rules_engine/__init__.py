@@ -24,7 +24,25 @@ RULES_SUFFIXES = (".yaml", ".yml")
 # such as /dev/zero cannot exhaust memory.
 MAX_FILE_BYTES = 4 * 1024 * 1024
 
-__all__ = ["FALCO_VERSIONS", "FileResult", "Report", "expand_paths", "load_text", "validate"]
+__all__ = ["FALCO_VERSIONS", "FileResult", "Report", "expand_paths", "load_text",
+           "source_problem", "validate"]
+
+
+def source_problem(path) -> str | None:
+    """Why a rules source is not read: a symbolic link (nothing outside the given paths is read,
+    so no secret ends up in a message or on a host), not a regular file (a FIFO would block, a
+    device never end), or larger than MAX_FILE_BYTES. None when it is fine. OSError when it is
+    missing. `rules validate`, `rules deploy` and the playbook's gate all ask this."""
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        return ("is a symbolic link; give the file it points to (links are refused so that "
+                "nothing outside the given paths is read)")
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if info.st_size > MAX_FILE_BYTES:
+        return (f"{info.st_size} bytes, larger than the {MAX_FILE_BYTES} bytes a rules file "
+                "may have")
+    return None
 
 
 def expand_paths(paths) -> list[tuple[str, str | None]]:
