@@ -65,22 +65,16 @@ def read_source(path: str) -> bytes:
 
 
 def rules_engine():
-    """The offline validator package (see rules_gate)."""
-    gate = rules_gate()
-    return sys.modules[gate.__name__.rsplit(".", 1)[0]]
-
-
-def rules_gate():
-    """The offline validator's gate module: the copy of falco_deploy.rules_engine this collection
-    carries (wrapper/, kept in the tarball by galaxy.yml) so that plugin and validator always
-    come from one release; else the installed Python package's (a wheel has no wrapper/).
+    """The offline validator: the copy of falco_deploy.rules_engine this collection carries
+    (wrapper/, kept in the tarball by galaxy.yml) so that plugin and validator always come from
+    one release; else the installed Python package's (a wheel has no wrapper/).
     The copy is loaded under a private name: it must not shadow an installed falco_deploy."""
     own = os.path.realpath(os.path.join(os.path.dirname(os.path.realpath(__file__)),
                                         os.pardir, os.pardir, "wrapper", "falco_deploy",
                                         "rules_engine"))
     init = os.path.join(own, "__init__.py")
     if not os.path.isfile(init):
-        return importlib.import_module("falco_deploy.rules_engine.gate")
+        return importlib.import_module("falco_deploy.rules_engine")
     name = "_falco_deploy_rules_engine"
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, init,
@@ -92,7 +86,12 @@ def rules_gate():
         except BaseException:
             del sys.modules[name]
             raise
-    return importlib.import_module(name + ".gate")
+    return sys.modules[name]
+
+
+def rules_gate():
+    """The validator's gate module (rules_engine/gate.py)."""
+    return importlib.import_module(rules_engine().__name__ + ".gate")
 
 
 def git_commit(paths: list[str]) -> str:

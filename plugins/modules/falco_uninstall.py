@@ -163,15 +163,15 @@ class Host:
             current[key] = value
         return states
 
-    def removal_set(self, wanted: set[str]) -> tuple[set[str], set[str]]:
-        """What purging `wanted` would remove: (removed, removed but not wanted)."""
+    def also_removed(self, wanted: set[str]) -> set[str]:
+        """The packages purging `wanted` would remove besides them (their dependents)."""
         if self.rpm:
             rc, out, _ = self.run(["dnf", "-q", "--assumeno", "remove", *sorted(wanted)])
             gone = set(re.findall(r"^\s*(\S+)\s+\S+\s+\S+\s+@", out, re.M))
         else:
             rc, out, _ = self.run(["apt-get", "-s", "purge", *sorted(wanted)])
             gone = set(re.findall(r"^(?:Purg|Remv) (\S+)", out, re.M))
-        return gone, gone - wanted
+        return gone - wanted
 
     def apt_lists(self) -> list[str]:
         """The package lists apt keeps for the repositories named in our source files
@@ -193,10 +193,6 @@ class Host:
             return []
         return sorted(os.path.join(lists, name) for name in os.listdir(lists)
                       if any(name.startswith(p) for p in prefixes))
-
-
-def exists(path: str) -> bool:
-    return os.path.lexists(path)
 
 
 def remove(path: str) -> None:
@@ -225,7 +221,6 @@ def main() -> None:
     )
     h = Host(module)
     p = module.params
-    plan: list[str] = []
     kept: list[str] = []
     steps: list = []  # (line, action) in order
 
@@ -249,7 +244,7 @@ def main() -> None:
     # 2. files (the apt lists of our repository are found before its source file goes)
     lists = h.apt_lists()
     for path in [p["rules_dir"], *p["files"]]:
-        if exists(path):
+        if os.path.lexists(path):
             steps.append((f"remove {path}", path))
 
     # 3. packages
@@ -259,7 +254,7 @@ def main() -> None:
         wanted = {p["package"]}
         if before is not None:
             wanted |= {name for name in added & installed if name not in before}
-        gone, others = h.removal_set(wanted)
+        others = h.also_removed(wanted)
         if others:
             # Something installed since needs them: take Falco only, keep the rest.
             kept.append(f"packages {', '.join(sorted(wanted - {p['package']}))}: other "
@@ -272,9 +267,9 @@ def main() -> None:
 
     # 4. alert log, state
     if p["keep_alert_log"]:
-        if exists(p["alert_file"]):
+        if os.path.lexists(p["alert_file"]):
             kept.append(f"{p['alert_file']} (keep_alert_log)")
-    elif exists(p["alert_file"]):
+    elif os.path.lexists(p["alert_file"]):
         steps.append((f"remove {p['alert_file']}", p["alert_file"]))
     state_dir = p["state_dir"]
     if os.path.isdir(state_dir):
@@ -288,7 +283,7 @@ def main() -> None:
                 kept.append(f"{releases} (keep_releases)")
         else:
             steps.append((f"remove {state_dir}", state_dir))
-    elif exists(p["package_record"]):
+    elif os.path.lexists(p["package_record"]):
         steps.append((f"remove {p['package_record']}", p["package_record"]))
 
     plan = [line for line, _ in steps]
