@@ -132,3 +132,62 @@ def test_repository_credentials_go_to_a_root_only_file_and_nowhere_else(hosts, t
     for path in Path(envelope["artifacts_dir"]).rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+# A third-party repository on the host's loopback that offers a higher `falco` (it stands for any
+# other source a host may have configured). trusted=yes only because this test repository is
+# unsigned; the pin, not the signature, is under test.
+_OTHER_REPO = r"""
+set -e
+mkdir -p /srv/other/pkg/DEBIAN
+cd /srv/other
+printf 'Package: falco\nVersion: 0.99.0\nArchitecture: all\nMaintainer: test <test@localhost>\nDescription: falco from another source\n' > pkg/DEBIAN/control
+dpkg-deb -b pkg falco_0.99.0_all.deb >/dev/null
+python3 - <<'EOF'
+import hashlib
+deb = open("falco_0.99.0_all.deb", "rb").read()
+control = open("pkg/DEBIAN/control").read()
+open("Packages", "w").write(control + "Filename: ./falco_0.99.0_all.deb\nSize: %d\nSHA256: %s\n\n"
+                            % (len(deb), hashlib.sha256(deb).hexdigest()))
+EOF
+echo 'deb [trusted=yes] http://127.0.0.1:8081/ ./' > /etc/apt/sources.list.d/other.list
+"""
+
+
+def test_falco_comes_only_from_the_configured_repository(hosts, tmp_path):
+    good, nobtf = hosts
+    inventory = _inventory(tmp_path, good, nobtf)
+    docker("exec", good, "bash", "-c", _OTHER_REPO)
+    docker("exec", "-d", good, "python3", "-m", "http.server", "-b", "127.0.0.1", "-d",
+           "/srv/other", "8081")
+    docker("exec", good, "bash", "-c",
+           "for i in $(seq 100); do python3 -c \"import urllib.request as u;"
+           " u.urlopen('http://127.0.0.1:8081/Packages')\" 2>/dev/null && exit 0; sleep 0.1;"
+           " done; exit 1")
+    docker("exec", good, "apt-get", "update", "-qq")
+    assert "0.99.0" in docker("exec", good, "apt-cache", "policy", "falco").stdout
+
+    # Unpinned: the newest falco of the configured repository, not the higher one elsewhere.
+    rc, envelope = _install(inventory, tmp_path, "--limit", good, "-e", "falco_package_version=")
+    assert rc == ExitCode.OK, envelope
+    assert _by_host(envelope)[good]["falco_version"] == "0.44.0"
+    pin = "/etc/apt/preferences.d/falco-deploy-falco"
+    assert docker("exec", good, "stat", "-c", "%a %U:%G", pin).stdout.strip() == "644 root:root"
+    policy = docker("exec", good, "apt-cache", "policy", "falco").stdout
+    assert "0.99.0 -1" in policy and "0.44.0 990" in policy, policy
+    # apt itself keeps to it afterwards (an unattended upgrade, an operator's apt-get upgrade).
+    upgrade = docker("exec", good, "apt-get", "install", "-s", "--only-upgrade", "falco").stdout
+    assert "Inst falco" not in upgrade, upgrade
+
+    # A pinned version that only the other source offers is refused before apt runs.
+    rc, envelope = _install(inventory, tmp_path, "--limit", good,
+                            "-e", "falco_package_version=0.99.0")
+    assert rc == ExitCode.FAILED, envelope
+    assert "falco 0.99.0 is not offered by file:/mnt/falco-repo" in \
+        _by_host(envelope)[good]["reason"], envelope
+    assert docker("exec", good, "dpkg-query", "-W", "-f", "${Version}", "falco").stdout == "0.44.0"
+
+    # Uninstall takes the pin away with the repository.
+    rc, envelope = _install(inventory, tmp_path, "--limit", good, command="uninstall")
+    assert rc == ExitCode.OK, envelope
+    assert docker("exec", good, "test", "-e", pin, check=False).returncode != 0
