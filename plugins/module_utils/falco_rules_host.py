@@ -79,6 +79,7 @@ DEFAULTS = {
     "state_dir": "/var/lib/falco-deploy",
     "service_unit": "",
     "health_timeout": 30.0,
+    "lock_timeout": 300.0,
     "fail_on_warnings": True,
 }
 # Besides PATH, where AnsibleModule.get_bin_path looks (root's tools live in sbin).

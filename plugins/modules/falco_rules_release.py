@@ -100,6 +100,13 @@ options:
     description: Seconds to wait for Falco to finish the reload.
     type: float
     default: 30
+  lock_timeout:
+    description:
+      - Seconds to wait while another deploy or rollback holds this host's lock
+        (C(<state_dir>/.lock), which names the holder's pid and start time); then the module fails
+        with a message that says so, having changed nothing.
+    type: float
+    default: 300
 author: falco-deploy contributors
 """
 
@@ -384,6 +391,32 @@ class Run:
         h.prune(p["keep_releases"], {r for r in (h.active(), h.record("previous")) if r})
 
 
+def take_lock(path: str, timeout: float):
+    """The host's deploy lock, held while the returned file stays open: (file, "") or (None, why).
+
+    The holder writes its pid and start time into the file so that a waiter can say whom it waits
+    for. flock(2) ends with the holder's process, so a killed run never leaves a stale lock."""
+    lock = open(path, "a+")  # noqa: SIM115 - stays open (and locked) until the module exits
+    deadline = time.monotonic() + max(0.0, timeout)
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                lock.seek(0)
+                holder = lock.read(200).strip() or "an unknown process"
+                lock.close()
+                return None, (f"another deploy or rollback holds {path} ({holder}): waited "
+                              f"{timeout:g} s (falco_rules_lock_timeout) and changed nothing")
+            time.sleep(0.2)
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
+    lock.flush()
+    return lock, ""
+
+
 def main() -> None:
     module = ReleaseModule(
         argument_spec={
@@ -401,6 +434,7 @@ def main() -> None:
             "state_dir": {"type": "path", "default": DEFAULTS["state_dir"]},
             "service_unit": {"type": "str", "default": DEFAULTS["service_unit"]},
             "health_timeout": {"type": "float", "default": DEFAULTS["health_timeout"]},
+            "lock_timeout": {"type": "float", "default": DEFAULTS["lock_timeout"]},
             "allowed_rules_dirs": {"type": "list", "elements": "path", "default": []},
         },
         required_if=[("action", "deploy", ["release"])],
@@ -420,8 +454,11 @@ def main() -> None:
     if action in ("deploy", "rollback") and not module.check_mode:
         # Two runs against one host (two operators, an overlapping --limit) take turns.
         make_dir(run.h.state_dir)
-        lock = open(os.path.join(run.h.state_dir, ".lock"), "a")  # noqa: SIM115
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        # The name keeps the locked file open until the module exits.
+        _held_lock, busy = take_lock(os.path.join(run.h.state_dir, ".lock"),
+                                     module.params["lock_timeout"])
+        if busy:
+            module.fail_json(msg=busy)
     if action == "deploy":
         run.deploy()
     elif action == "rollback":
