@@ -16,6 +16,7 @@ import pytest
 from falco_deploy.ansible_config import operator_config, settings_env
 from falco_deploy.exitcodes import ExitCode
 from falco_deploy.project import find_project
+from known_secrets import VAULT_PASSWORD, write_input
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = find_project(str(ROOT))
@@ -85,6 +86,7 @@ def test_the_project_configuration_checks_host_keys():
 VAULTED_VARS = "fd_vault_probe: vaulted value\n"
 
 
+@pytest.mark.run_artifacts
 def test_a_vaulted_inventory_works_with_the_password_file_of_the_operators_config(tmp_path):
     """Exit 8 (no Falco on this machine) proves the play ran on the host; without the
     operator's configuration, the same inventory cannot be decrypted."""
@@ -96,8 +98,7 @@ def test_a_vaulted_inventory_works_with_the_password_file_of_the_operators_confi
         "      ansible_become: false\n"
         f"      falco_rules_state_dir: {tmp_path / 'state'}\n"
         f"      falco_rules_dir: {tmp_path / 'rules.d'}\n")
-    password = tmp_path / "vault-pass"
-    password.write_text("fd-test-password\n")
+    password = write_input(tmp_path / "vault-pass", f"{VAULT_PASSWORD}\n")
     plain = inv / "group_vars" / "all.yml"
     plain.write_text(VAULTED_VARS)
     subprocess.run([str(Path(sys.executable).with_name("ansible-vault")), "encrypt",
@@ -129,13 +130,13 @@ def test_a_vaulted_inventory_works_with_the_password_file_of_the_operators_confi
     assert "vault" in json.dumps(doc).lower(), doc
     # --ask-vault-pass: asked before the run, typed into ansible-playbook's own prompt, and
     # written nowhere.
-    rc, doc = status(elsewhere, "--ask-vault-pass", answer="fd-test-password\n")
+    rc, doc = status(elsewhere, "--ask-vault-pass", answer=f"{VAULT_PASSWORD}\n")
     assert rc == ExitCode.UNPROTECTED, doc
     artifacts = tmp_path / "run-elsewhere1"
     assert (artifacts / "job_events").is_dir()
     for path in [*artifacts.rglob("*"), *(tmp_path / "xdg").rglob("*")]:
         if path.is_file():
-            assert b"fd-test-password" not in path.read_bytes(), path
+            assert VAULT_PASSWORD.encode() not in path.read_bytes(), path
 
 
 def _clean_env(tmp_path: Path) -> dict[str, str]:

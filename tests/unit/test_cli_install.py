@@ -13,6 +13,7 @@ from install_events import ok, recorded, report
 from falco_deploy import runner as runner_mod
 from falco_deploy.cli import cli
 from falco_deploy.exitcodes import ExitCode
+from known_secrets import BECOME_PASSWORD, VAULT_ID_PASSWORD, VAULT_PASSWORD
 
 
 @pytest.fixture
@@ -112,7 +113,8 @@ def test_ansible_playbooks_own_options_reach_the_runner(monkeypatch, project, in
         "--vault-id", "dev@dev.pass", "--vault-password-file", "other.pass", "-f", "5",
         "-t", "falco_package,falco_driver", "--tags", "falco_service", "--skip-tags",
         "falco_rules", "--output", "json"],
-        input="become-secret\nvault-secret\nprod-secret\n", catch_exceptions=False)
+        input=f"{BECOME_PASSWORD}\n{VAULT_PASSWORD}\n{VAULT_ID_PASSWORD}\n",
+        catch_exceptions=False)
     assert result.exit_code == ExitCode.OK, result.output
     run = fake.calls[0]
     assert run.remote_user == "deploy" and run.forks == 5
@@ -124,10 +126,11 @@ def test_ansible_playbooks_own_options_reach_the_runner(monkeypatch, project, in
     assert run.skip_tags == ["falco_rules"]
     assert run.ask_become_pass and run.ask_vault_pass
     # Asked before the run, answered to ansible-playbook's own prompts.
-    assert run.passwords == {r"^[A-Z]+ password:\s*$": "become-secret",
-                             r"^Vault password:\s*$": "vault-secret",
-                             r"^Vault password \(prod\):\s*$": "prod-secret"}
-    assert "secret" not in json.dumps(json.loads(result.stdout))
+    assert run.passwords == {r"^[A-Z]+ password:\s*$": BECOME_PASSWORD,
+                             r"^Vault password:\s*$": VAULT_PASSWORD,
+                             r"^Vault password \(prod\):\s*$": VAULT_ID_PASSWORD}
+    envelope = json.dumps(json.loads(result.stdout))
+    assert not any(p in envelope for p in (BECOME_PASSWORD, VAULT_PASSWORD, VAULT_ID_PASSWORD))
 
 
 @pytest.mark.parametrize("option", [["--private-key", "nope"], ["--vault-id", "x@nope"],

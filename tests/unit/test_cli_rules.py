@@ -19,6 +19,7 @@ from test_cli_install import FakeRunner
 from falco_deploy import runner as runner_mod
 from falco_deploy.cli import cli
 from falco_deploy.exitcodes import ExitCode
+from known_secrets import LINKED_FILE_SECRET, write_input
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / ".collections"))
@@ -398,8 +399,7 @@ def test_top_level_help_lists_every_exit_code():
 
 def test_links_and_names_the_hosts_refuse_are_usage_errors(monkeypatch, project, inventory,
                                                            tmp_path):
-    secret = tmp_path / "secret.txt"
-    secret.write_text("FD-SECRET\n")
+    secret = write_input(tmp_path / "secret.txt", f"{LINKED_FILE_SECRET}\n")
     linked = rules_dir(tmp_path, "linked", good_yaml=GOOD_RULE)
     (linked / "zz.yaml").symlink_to(secret)
     spaced = rules_dir(tmp_path, "spaced", good_yaml=GOOD_RULE)
@@ -411,7 +411,7 @@ def test_links_and_names_the_hosts_refuse_are_usage_errors(monkeypatch, project,
                         str(folder), "--project-dir", str(project))
         assert result.exit_code == ExitCode.USAGE, result.output
         assert words in result.stderr
-        assert "FD-SECRET" not in result.output
+        assert LINKED_FILE_SECRET not in result.output
         assert fake.calls == []
 
 

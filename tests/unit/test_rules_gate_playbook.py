@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from known_secrets import LINKED_FILE_SECRET, write_input
+
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = """\
 - rule: Fd gate probe
@@ -110,15 +112,14 @@ def test_the_gate_checks_against_the_chosen_falco_version(tmp_path):
 
 
 def test_a_link_in_the_rules_folder_is_refused_and_its_target_never_read(tmp_path):
-    secret = tmp_path / "secret.txt"
-    secret.write_text("FD-SECRET-TOKEN-0123456789\n")
+    secret = write_input(tmp_path / "secret.txt", f"{LINKED_FILE_SECRET}\n")
     rules = tmp_path / "site-rules"
     rules.mkdir()
     (rules / "zz_link.yaml").symlink_to(secret)
     proc = play(tmp_path, {"a_good.yaml": GOOD})
     assert proc.returncode == 2, proc.stdout[-3000:]
     assert f"rules source {rules / 'zz_link.yaml'}: is a symbolic link" in proc.stdout
-    assert "FD-SECRET-TOKEN" not in proc.stdout + proc.stderr
+    assert LINKED_FILE_SECRET not in proc.stdout + proc.stderr
     assert "SSH: EXEC" not in proc.stdout
 
 

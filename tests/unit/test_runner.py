@@ -5,16 +5,28 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import stat
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from falco_deploy import runner
+from falco_deploy import redact, runner
 from falco_deploy.errors import FalcoDeployError
 from falco_deploy.exitcodes import ExitCode
 from falco_deploy.project import Project
+from falco_deploy.redact import MASK
+from known_secrets import (
+    BECOME_PASSWORD,
+    CI_TOKEN,
+    CLOUD_SECRET,
+    EXTRA_VAR_SECRET,
+    MIRROR_TOKEN,
+    MIRROR_USER,
+    VAULT_PASSWORD,
+    mirror_url,
+)
 
 NOW = datetime(2026, 11, 29, 20, 15, 3, tzinfo=timezone.utc)
 
@@ -113,16 +125,16 @@ def test_a_bad_run_retention_is_a_usage_error():
 
 def test_the_command_artifact_keeps_no_secret(tmp_path):
     (tmp_path / "command").write_text(json.dumps({
-        "command": ["ansible-playbook", "-e", "vault_password=hunter2", "-e",
-                    '{"falco_package_repo_url": "https://bob:t0k3n@mirror.example/falco"}',
+        "command": ["ansible-playbook", "-e", f"vault_password={VAULT_PASSWORD}", "-e",
+                    json.dumps({"falco_package_repo_url": mirror_url("mirror.example/falco")}),
                     "/p/install.yml"],
         "cwd": "/p",
-        "env": {"AWS_SECRET_ACCESS_KEY": "AKIA-secret", "CI_JOB_TOKEN": "ci-secret",
+        "env": {"AWS_SECRET_ACCESS_KEY": CLOUD_SECRET, "CI_JOB_TOKEN": CI_TOKEN,
                 "ANSIBLE_CONFIG": "/p/ansible.cfg", "PATH": "/usr/bin",
                 "ANSIBLE_VAULT_PASSWORD_FILE": "/p/pass", "SOME_OTHER": "x"}}))
     runner.redact_artifacts(tmp_path, {"ANSIBLE_CONFIG": "/p/ansible.cfg"})
     text = (tmp_path / "command").read_text()
-    for secret in ("hunter2", "t0k3n", "bob", "AKIA-secret", "ci-secret"):
+    for secret in (VAULT_PASSWORD, MIRROR_TOKEN, MIRROR_USER, CLOUD_SECRET, CI_TOKEN):
         assert secret not in text
     doc = json.loads(text)
     assert doc["env"]["ANSIBLE_CONFIG"] == "/p/ansible.cfg" and doc["env"]["PATH"] == "/usr/bin"
@@ -130,6 +142,108 @@ def test_the_command_artifact_keeps_no_secret(tmp_path):
     assert doc["command"][-1] == "/p/install.yml"
     assert "https://********@mirror.example/falco" in doc["command"][4]
     assert (tmp_path / "command").stat().st_mode & 0o077 == 0
+
+
+def _event(counter: int, stdout: str, **data) -> dict:
+    return {"uuid": f"00000000-0000-0000-0000-{counter:012d}", "counter": counter,
+            "event": "runner_on_failed", "stdout": stdout,
+            "event_data": {"host": "h1", "task": "Update the package index", **data}}
+
+
+def _write_event(folder: Path, event: dict, suffix: str = "") -> Path:
+    """As ansible-runner writes one: job_events/<counter>-<uuid>.json, mode 0600."""
+    path = folder / "job_events" / f"{event['counter']}-{event['uuid']}{suffix}.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(event))
+    path.chmod(0o600)
+    return path
+
+
+def test_ansibles_output_and_events_in_the_artifacts_keep_no_secret_of_the_run(tmp_path):
+    url = mirror_url("mirror.example/falco/deb")
+    message = (f"E: Failed to fetch {url}/dists/stable 401; login {MIRROR_USER} password "
+               f"{MIRROR_TOKEN}; fd_test_password={EXTRA_VAR_SECRET}")
+    event = _event(7, f"\x1b[0;31mfatal: [h1]: FAILED! => {json.dumps({'msg': message})}\x1b[0m",
+                   res={"msg": message, "cmd": ["curl", "-u", f"u:{EXTRA_VAR_SECRET}", url]})
+    events = [_write_event(tmp_path, event), _write_event(tmp_path, event, "-partial")]
+    (tmp_path / "stdout").write_text(f"TASK [Update the package index]\n{event['stdout']}\n")
+    (tmp_path / "stdout").chmod(0o600)
+    (tmp_path / "fact_cache").mkdir()
+    (tmp_path / "fact_cache" / "h1").write_text(json.dumps({"repo": url}, indent=4))
+    files = [*events, tmp_path / "stdout", tmp_path / "fact_cache" / "h1"]
+    modes = {path: stat.S_IMODE(path.stat().st_mode) for path in files}
+    known = redact.extra_vars_secrets([f"falco_package_repo_url={url}",
+                                       f"fd_test_password={EXTRA_VAR_SECRET}"])
+    runner.redact_artifacts(tmp_path, {}, redact.Redactor(known))
+
+    for path in files:
+        text = path.read_text()
+        for secret in (MIRROR_TOKEN, EXTRA_VAR_SECRET):
+            assert secret not in text, path
+        assert stat.S_IMODE(path.stat().st_mode) == modes[path], path
+    assert modes[events[0]] == 0o600
+    doc = json.loads(events[0].read_text())  # still JSON, still the same event
+    assert doc["event_data"]["res"]["msg"] == (
+        f"E: Failed to fetch https://{MASK}@mirror.example/falco/deb/dists/stable 401; login "
+        f"{MIRROR_USER} password {MASK}; fd_test_password={MASK}")
+    assert doc["event_data"]["res"]["cmd"][2] == f"u:{MASK}"
+    assert f"https://{MASK}@mirror.example" in (tmp_path / "stdout").read_text()
+    assert json.loads((tmp_path / "fact_cache" / "h1").read_text()) == {
+        "repo": f"https://{MASK}@mirror.example/falco/deb"}
+    assert not [p for p in tmp_path.rglob(".*") if p.is_file()]  # no temporary file left
+
+
+def _fake_ansible_runner(monkeypatch, tmp_path, events: list[dict], stdout: str,
+                         raises: type[BaseException] | None = None) -> None:
+    """ansible_runner.run as far as the artifacts go: stdout as ansible printed it, each event
+    through the event handler and, when it says so, into job_events/."""
+
+    class Done:
+        status, rc = "failed", 2
+
+    def fake_run(**kwargs):
+        artifacts = Path(kwargs["artifact_dir"]) / kwargs["ident"]
+        artifacts.mkdir(mode=0o700)
+        (artifacts / "stdout").write_text(stdout)
+        for event in events:
+            if kwargs["event_handler"](event):
+                _write_event(artifacts, event)
+        if raises is not None:
+            raise raises()
+        return Done()
+
+    fake = type(sys)("ansible_runner")
+    fake.run = fake_run
+    monkeypatch.setitem(sys.modules, "ansible_runner", fake)
+    monkeypatch.setattr(runner, "_ansible_playbook_dir", lambda: tmp_path)
+
+
+@pytest.mark.parametrize("raises", [None, KeyboardInterrupt])
+def test_a_run_masks_its_secrets_in_events_and_artifacts(tmp_path, monkeypatch, raises):
+    """What the progress lines, the summary and the envelope are made of (the events handed
+    on) and what stays on disk, also when the run ends in an exception."""
+    url = mirror_url("mirror.example/falco/deb")
+    said = f"sudo: {BECOME_PASSWORD} rejected; {url}; {EXTRA_VAR_SECRET}"
+    _fake_ansible_runner(monkeypatch, tmp_path, [_event(1, said, res={"msg": said})],
+                         stdout=f"fatal: [h1]: FAILED! => {said}\n", raises=raises)
+    run = _run(tmp_path, extra_vars=[json.dumps({"falco_package_repo_url": url}),
+                                     f"fd_test_password={EXTRA_VAR_SECRET}"],
+               passwords={"^BECOME password:": BECOME_PASSWORD})
+    seen: list[dict] = []
+    if raises is None:
+        outcome = runner.run_playbook(run, seen.append)
+        assert MIRROR_TOKEN not in outcome.stdout_tail()
+    else:
+        with pytest.raises(raises):
+            runner.run_playbook(run, seen.append)
+    handed_on = json.dumps(seen)
+    files = {p: p.read_text() for p in run.artifacts_dir.rglob("*") if p.is_file()}
+    assert len(files) == 2
+    for text in [handed_on, *files.values()]:
+        for secret in (BECOME_PASSWORD, MIRROR_TOKEN, EXTRA_VAR_SECRET):
+            assert secret not in text
+    assert seen[0]["event_data"]["res"]["msg"] == \
+        f"sudo: {MASK} rejected; https://{MASK}@mirror.example/falco/deb; {MASK}"
 
 
 def test_cmdline_quotes_extra_vars_like_a_shell(tmp_path):
@@ -155,14 +269,14 @@ def test_cmdline_carries_ansible_playbooks_own_options(tmp_path):
                ask_become_pass=True, ask_vault_pass=True,
                vault_ids=["prod@prompt", f"dev@{tmp_path}/dev.pass"],
                vault_password_files=[tmp_path / "v.pass"], tags=["falco_package", "falco_driver"],
-               skip_tags=["falco_rules"], passwords={"^BECOME password:": "s3cret"})
+               skip_tags=["falco_rules"], passwords={"^BECOME password:": BECOME_PASSWORD})
     assert shlex.split(runner.build_cmdline(run)) == [
         "--user", "deploy", "--private-key", f"{tmp_path}/id ed25519", "--ask-become-pass",
         "--ask-vault-pass", "--vault-id", "prod@prompt", "--vault-id", f"dev@{tmp_path}/dev.pass",
         "--vault-password-file", f"{tmp_path}/v.pass", "--tags", "falco_package,falco_driver",
         "--skip-tags", "falco_rules",
     ]
-    assert "s3cret" not in runner.build_cmdline(run) and "s3cret" not in repr(run)
+    assert BECOME_PASSWORD not in runner.build_cmdline(run) and BECOME_PASSWORD not in repr(run)
     # --list-hosts cannot answer prompts: only the vault secrets that need none.
     assert runner.vault_args(run, interactive=False) == [
         "--vault-id", f"dev@{tmp_path}/dev.pass", "--vault-password-file", f"{tmp_path}/v.pass"]
@@ -183,12 +297,12 @@ def test_runner_gets_forks_limit_and_the_prompt_answers_in_memory(tmp_path, monk
     monkeypatch.setitem(sys.modules, "ansible_runner", fake)
     monkeypatch.setattr(runner, "_ansible_playbook_dir", lambda: tmp_path)
     run = _run(tmp_path, limit="web*", forks=7, verbosity=2,
-               passwords={"^BECOME password:": "s3cret"})
+               passwords={"^BECOME password:": BECOME_PASSWORD})
     runner.run_playbook(run)
     assert (seen["limit"], seen["forks"], seen["verbosity"]) == ("web*", 7, 2)
-    assert seen["passwords"] == {"^BECOME password:": "s3cret"}
+    assert seen["passwords"] == {"^BECOME password:": BECOME_PASSWORD}
     assert seen["suppress_env_files"] is True  # ansible-runner writes no env/passwords file
-    assert "s3cret" not in str(seen["cmdline"])
+    assert BECOME_PASSWORD not in str(seen["cmdline"])
 
 
 def test_env_points_ansible_at_the_project(tmp_path):

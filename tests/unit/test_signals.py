@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from known_secrets import ENV_SECRET, EXTRA_VAR_SECRET
+
 PLAYBOOK = """\
 - hosts: all
   gather_facts: false
@@ -30,6 +32,7 @@ def wait_for(condition, seconds: float = 60) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.run_artifacts
 @pytest.mark.parametrize(("signum", "code", "word"), [(signal.SIGTERM, 143, "terminated"),
                                                       (signal.SIGHUP, 129, "hangup")])
 def test_a_signal_stops_the_run_cleanly(tmp_path, signum, code, word):
@@ -45,10 +48,10 @@ def test_a_signal_stops_the_run_cleanly(tmp_path, signum, code, word):
         [str(Path(sys.executable).with_name("falco-deploy")), "install", "-i",
          str(tmp_path / "hosts.yml"), "--project-dir", str(project), "--artifacts-dir",
          str(artifacts), "-e", f"ansible_python_interpreter={sys.executable}",
-         "-e", "fd_test_password=fd-secret-in-extra-vars"],
+         "-e", f"fd_test_password={EXTRA_VAR_SECRET}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
         env={**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"),
-             "FD_TEST_TOKEN": "fd-secret-in-the-environment"})
+             "FD_TEST_TOKEN": ENV_SECRET})
     try:
         def task_running() -> bool:
             return subprocess.run(["pgrep", "-f", f"sleep {marker}"],
@@ -71,4 +74,6 @@ def test_a_signal_stops_the_run_cleanly(tmp_path, signum, code, word):
     # The operator's environment and secret-named -e values stay out of the artifacts.
     for path in artifacts.rglob("*"):
         if path.is_file():
-            assert b"fd-secret-in" not in path.read_bytes(), path
+            data = path.read_bytes()
+            assert EXTRA_VAR_SECRET.encode() not in data and ENV_SECRET.encode() not in data, \
+                path

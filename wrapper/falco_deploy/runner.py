@@ -7,6 +7,7 @@ $XDG_STATE_HOME/falco-deploy/runs/<UTC timestamp>-<command> unless the operator 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -27,6 +28,7 @@ from falco_deploy.ansible_config import settings_env
 from falco_deploy.errors import FalcoDeployError
 from falco_deploy.exitcodes import ExitCode
 from falco_deploy.project import Project
+from falco_deploy.redact import Redactor, extra_vars_secrets, redact_env, redact_text
 
 EventCallback = Callable[[dict[str, Any]], None]
 
@@ -117,25 +119,38 @@ def prune_runs(runs: Path, keep: int) -> list[Path]:
     return gone
 
 
-def redact_artifacts(artifacts: Path, ours: Mapping[str, str]) -> None:
+def redact_artifacts(artifacts: Path, ours: Mapping[str, str],
+                     redactor: Redactor | None = None) -> None:
     """ansible-runner's `command` file holds the whole environment and every argument: keep
-    what explains the run (our variables, ANSIBLE_*, PATH), with secrets masked."""
+    what explains the run (our variables, ANSIBLE_*, PATH), with secrets masked. Then every
+    other file (stdout, job_events/, fact_cache/) through `redactor`: what ansible printed
+    or reported is kept, minus URL credentials and the secrets the run was given."""
     import json
-
-    from falco_deploy.redact import redact_env, redact_text
 
     path = artifacts / "command"
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return
-    doc["command"] = [redact_text(str(arg)) for arg in doc.get("command") or []]
-    doc["env"] = redact_env(doc.get("env") or {}, keep=set(ours))
-    tmp = path.with_name(".command.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(doc, handle)
-    os.replace(tmp, path)
+        doc = None
+    if isinstance(doc, dict):
+        doc["command"] = [redact_text(str(arg)) for arg in doc.get("command") or []]
+        doc["env"] = redact_env(doc.get("env") or {}, keep=set(ours))
+        tmp = path.with_name(".command.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(doc, handle)
+        os.replace(tmp, path)
+    redactor = redactor or Redactor()
+    for folder, _, names in os.walk(artifacts):
+        for name in names:
+            file = Path(folder) / name
+            try:
+                redactor.file(file)
+            except OSError:
+                # It holds a secret and no masked copy could be written (disk full): better
+                # no file than that one.
+                with contextlib.suppress(OSError):
+                    file.unlink()
 
 
 @dataclass
@@ -333,11 +348,17 @@ def run_playbook(run: PlaybookRun, on_event: EventCallback | None = None) -> Run
     bin_dir = _ansible_playbook_dir()
 
     stop = _Interrupt()
+    redactor = Redactor(extra_vars_secrets(run.extra_vars) | set(run.passwords.values()))
 
     def handle(event: dict[str, Any]) -> bool:
         # Only forward: drawing is the renderer's business. True keeps the event in job_events/.
         if stop.pid is None and isinstance(event.get("pid"), int):
             stop.pid = event["pid"]
+        # ansible-runner writes this same dict to job_events/ once we return: masked here, the
+        # secrets reach neither that file nor the progress lines, the summary or the envelope.
+        clean = redactor.value(event)
+        event.clear()
+        event.update(clean)
         if on_event is not None:
             on_event(event)
         return True
@@ -345,27 +366,31 @@ def run_playbook(run: PlaybookRun, on_event: EventCallback | None = None) -> Run
     # Artifacts hold the module output of a run: keep them to their owner.
     run.artifacts_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     envvars = build_env(run.project, bin_dir)
-    with tempfile.TemporaryDirectory(prefix="falco-deploy-") as private, stop:
-        runner = ansible_runner.run(
-            private_data_dir=private,
-            project_dir=str(run.project.root),
-            playbook=str(run.playbook),
-            inventory=[str(p) for p in run.inventories],
-            limit=run.limit,
-            cmdline=build_cmdline(run) or None,
-            verbosity=run.verbosity or None,
-            forks=run.forks,
-            passwords=run.passwords or None,
-            # The passwords stay in memory: no env/ files in the private data dir either.
-            suppress_env_files=True,
-            envvars=envvars,
-            artifact_dir=str(run.artifacts_dir.parent),
-            ident=run.artifacts_dir.name,
-            event_handler=handle,
-            cancel_callback=stop,
-            quiet=True,
-        )
-    redact_artifacts(run.artifacts_dir, envvars)
+    try:
+        with tempfile.TemporaryDirectory(prefix="falco-deploy-") as private, stop:
+            runner = ansible_runner.run(
+                private_data_dir=private,
+                project_dir=str(run.project.root),
+                playbook=str(run.playbook),
+                inventory=[str(p) for p in run.inventories],
+                limit=run.limit,
+                cmdline=build_cmdline(run) or None,
+                verbosity=run.verbosity or None,
+                forks=run.forks,
+                passwords=run.passwords or None,
+                # The passwords stay in memory: no env/ files in the private data dir either.
+                suppress_env_files=True,
+                envvars=envvars,
+                artifact_dir=str(run.artifacts_dir.parent),
+                ident=run.artifacts_dir.name,
+                event_handler=handle,
+                cancel_callback=stop,
+                quiet=True,
+            )
+    finally:
+        # Also when the run ends in an exception: ansible's stdout was written as it came, and
+        # events that bypassed the handler (partial files of a killed run) are on disk too.
+        redact_artifacts(run.artifacts_dir, envvars, redactor)
     if run.artifacts_dir.parent == state_home() / "falco-deploy" / "runs":
         prune_runs(run.artifacts_dir.parent, keep_runs())
     # ansible-playbook stopped by our SIGINT ends as "failed" (rc 99); it was still a signal.
