@@ -11,8 +11,12 @@ from pathlib import Path
 import pytest
 
 from falco_deploy.exitcodes import ExitCode
+from known_secrets import MIRROR_TOKEN, MIRROR_USER, mirror_url
 
 from .conftest import booted_hosts, docker, make_inventory
+
+# Every run's artifacts stay under the test's tmp_path, where the session's secret scan looks.
+pytestmark = pytest.mark.run_artifacts
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FALCO_DEPLOY = Path(sys.executable).with_name("falco-deploy")
@@ -114,9 +118,9 @@ def test_partial_run_reports_skipped_and_unreachable_hosts(hosts, tmp_path):
 def test_repository_credentials_go_to_a_root_only_file_and_nowhere_else(hosts, tmp_path):
     good, nobtf = hosts
     inventory = _inventory(tmp_path, good, nobtf)
-    secret = "fd-pass-0815"
+    secret = MIRROR_TOKEN
     # Nothing listens there: the package index update fails after the files are written.
-    url = f"https://fd-user:{secret}@127.0.0.1:9/falco/deb"
+    url = mirror_url("127.0.0.1:9/falco/deb")
     rc, envelope = _install(inventory, tmp_path, "--limit", good, "-e",
                             f"falco_package_repo_url={url}")
     assert rc == ExitCode.FAILED, envelope
@@ -126,7 +130,7 @@ def test_repository_credentials_go_to_a_root_only_file_and_nowhere_else(hosts, t
                   "/etc/apt/auth.conf.d/falcosecurity.conf").stdout.strip()
     assert auth == "600 root:root"
     assert docker("exec", good, "cat", "/etc/apt/auth.conf.d/falcosecurity.conf").stdout == \
-        f"machine 127.0.0.1:9/falco/deb login fd-user password {secret}\n"
+        f"machine 127.0.0.1:9/falco/deb login {MIRROR_USER} password {secret}\n"
     # Not in the result, not in any artifact of the run.
     assert secret not in json.dumps(envelope)
     for path in Path(envelope["artifacts_dir"]).rglob("*"):
@@ -141,7 +145,8 @@ _OTHER_REPO = r"""
 set -e
 mkdir -p /srv/other/pkg/DEBIAN
 cd /srv/other
-printf 'Package: falco\nVersion: 0.99.0\nArchitecture: all\nMaintainer: test <test@localhost>\nDescription: falco from another source\n' > pkg/DEBIAN/control
+printf '%s\n' 'Package: falco' 'Version: 0.99.0' 'Architecture: all' \
+  'Maintainer: test <test@localhost>' 'Description: falco from another source' > pkg/DEBIAN/control
 dpkg-deb -b pkg falco_0.99.0_all.deb >/dev/null
 python3 - <<'EOF'
 import hashlib
