@@ -81,7 +81,7 @@ def rules() -> None:
 _EXIT_CODES_HELP = """\b
 Exit codes:
   0  every host installed, unchanged, or (with --check) would change
-  2  bad usage: missing or unreadable inventory, bad option or -e value
+  2  bad usage: missing, empty or unparsable inventory, bad option or -e value
   3  partial: some hosts are fine, others failed, were skipped by preflight
      or were unreachable
   4  failed: no host succeeded (or no host matched)
@@ -287,7 +287,7 @@ _UNINSTALL_EXIT_CODES_HELP = """\b
 Exit codes:
   0  every host removed, unchanged (nothing left to remove) or, with
      --check, would change
-  2  bad usage: missing or unreadable inventory, bad option or -e value
+  2  bad usage: missing, empty or unparsable inventory, bad option or -e value
   3  partial: some hosts are done, others failed or were unreachable
   4  failed: no host succeeded (or no host matched)
   5  environment: ansible-playbook or the playbooks cannot be found
@@ -325,7 +325,8 @@ Exit codes (like falco -V):
   0  every file is valid (Ok, or Ok with warnings)
   1  at least one file has errors
   2  bad usage (unknown option, unknown --falco-version) or a bad source:
-     missing, unreadable, a symbolic link, not a regular file, or over 4 MiB
+     missing, unreadable, a symbolic link, not a regular file, over 4 MiB,
+     or not UTF-8 text
   5  --engine falco but no usable falco binary
 """
 
@@ -379,7 +380,9 @@ Exit codes:
   0  every host deployed, unchanged, or (with --check) would change
   1  the set failed offline validation (errors, or warnings without
      --allow-warnings); no host was touched
-  2  bad usage: missing inventory or rules folder, bad --serial, bad -e value
+  2  bad usage: missing inventory or rules folder, bad --serial, bad -e value,
+     a bad rules source (a symbolic link, not a regular file, over 4 MiB,
+     not UTF-8 text)
   3  partial: some hosts are fine, others refused the set (their own falco -V),
      rolled back after a failed health check, failed, were unreachable, or
      were not run because an earlier --serial batch failed
@@ -477,7 +480,7 @@ def rollback(ctx: click.Context, to: str | None, steps: int | None,
 _STATUS_EXIT_CODES_HELP = """\b
 Exit codes:
   0  every host answered and its live rules match its active release
-  2  bad usage: missing or unreadable inventory, bad option or -e value
+  2  bad usage: missing, empty or unparsable inventory, bad option or -e value
   3  partial: some hosts answered, others failed or were unreachable
   4  failed: no host answered (or no host matched)
   5  environment: ansible-playbook or the playbooks cannot be found

@@ -22,8 +22,13 @@ from falco_deploy.exitcodes import ExitCode
 from falco_deploy.project import Project, find_project
 from falco_deploy.results import EventCollector, RunResult, profile_for
 
-# ansible-core's words when no inventory source parsed (ansible/inventory/manager.py).
+# ansible-core's words when no inventory source parsed (ansible/inventory/manager.py), and when
+# the inventory and --limit leave no host (ansible/cli/__init__.py, CLI.get_host_list).
 _INVENTORY_UNPARSED = "No inventory was parsed"
+_NO_HOSTS_TARGETED = "leaves us with no hosts to target"
+# The files ansible's yaml inventory plugin reads (its yaml_extensions); any other file may be
+# INI, a script or a plugin's, and only ansible can tell.
+_YAML_INVENTORY_SUFFIXES = (".yaml", ".yml", ".json")
 ProgressCallback = Callable[[dict[str, Any], EventCollector], None]
 # Variables files are small; a bigger one is a mistake (or a device).
 MAX_EXTRA_VARS_BYTES = 4 * 1024 * 1024
@@ -67,8 +72,52 @@ def resolve_inventories(paths: list[str]) -> list[Path]:
                 hint="pass --inventory PATH to an Ansible inventory file or directory, "
                      "e.g. inventories/example/hosts.yml",
             )
+        problem = inventory_problem(path)
+        if problem:
+            raise FalcoDeployError(f"inventory {raw} {problem}")
         resolved.append(path.resolve())
     return resolved
+
+
+def inventory_problem(path: Path) -> str | None:
+    """Why an inventory file cannot name a host, found before ansible runs: ansible would take
+    an empty file for an empty inventory and a broken YAML file for a failed parse, both only
+    after starting the playbook, and say so in several lines. Folders, scripts and INI files
+    are left to ansible."""
+    if not path.is_file():
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    lines = data.decode("utf-8", "replace").splitlines()
+    if all(not line.strip() or line.lstrip().startswith(("#", ";")) for line in lines):
+        return "is empty: it names no host"
+    if path.suffix not in _YAML_INVENTORY_SUFFIXES:
+        return None
+    try:
+        json.loads(data)  # ansible's loader tries JSON first, which YAML 1.1 does not cover
+        return None
+    except ValueError:
+        pass
+    import yaml
+
+    try:
+        # Syntax only: composing builds no values, so ansible's own tags (!vault) pass.
+        documents = list(yaml.compose_all(
+            data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None)
+        if problem and mark is not None:
+            where = f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+        else:
+            where = " ".join(str(exc).split())
+        return f"is not valid YAML: {where}"
+    if all(isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+           for node in documents):
+        return "is empty: it names no host"
+    return None
 
 
 def resolve_extra_vars(values: list[str], cwd: Path | None = None) -> list[str]:
@@ -198,8 +247,15 @@ def run_playbook_command(command: str, playbook_name: str, options: PlaybookOpti
     if outcome.canceled:
         error = f"interrupted by {collector.interrupted}: the run was stopped"
         exit_code = _SIGNAL_EXIT.get(outcome.signum or signal.SIGINT, ExitCode.INTERRUPTED)
+    elif not hosts and no_host_matched(outcome, collector):
+        # Nothing ran anywhere because of what the operator asked for: said like an input
+        # error (one line on stderr, the JSON envelope), with the exit code the README gives it.
+        raise FalcoDeployError(
+            "no host matched the inventory"
+            + (f" and --limit {options.limit}" if options.limit else ""),
+            exit_code=ExitCode.FAILED)
     elif not hosts:
-        error, exit_code = why_no_host_ran(outcome, collector, options.limit)
+        error, exit_code = why_no_host_ran(outcome)
     return RunResult(
         command=command,
         hosts=hosts,
@@ -224,14 +280,19 @@ def signal_name(signum: int | None) -> str:
         return f"signal {signum}"
 
 
-def why_no_host_ran(outcome, collector, limit: str | None) -> tuple[str, ExitCode]:
-    """The error and exit code of a run in which no host produced a result."""
+def no_host_matched(outcome, collector) -> bool:
+    """Whether a run without any host result targeted no host: the plays matched none, or
+    ansible-playbook refused to start because the inventory and --limit leave none."""
+    if collector.no_hosts_matched or outcome.rc == 0:
+        return True
+    return _NO_HOSTS_TARGETED in outcome.stdout_tail()
+
+
+def why_no_host_ran(outcome) -> tuple[str, ExitCode]:
+    """The error and exit code of a failed run in which no host produced a result."""
     tail = outcome.stdout_tail()
-    if outcome.rc != 0 and _INVENTORY_UNPARSED in tail:
+    if _INVENTORY_UNPARSED in tail:
         # runner.build_env makes an unparsable inventory fatal; it is a usage error.
         return "ansible could not parse the inventory:\n" + tail, ExitCode.USAGE
-    if collector.no_hosts_matched or outcome.rc == 0:
-        return ("no host matched the inventory" + (f" and --limit {limit}" if limit else ""),
-                ExitCode.FAILED)
     return (f"ansible-playbook ended with rc {outcome.rc} before any host ran"
             + (f":\n{tail}" if tail else "")), ExitCode.FAILED

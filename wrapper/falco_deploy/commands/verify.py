@@ -55,6 +55,12 @@ def check_junit(path: str) -> None:
             with open(target, "a", encoding="utf-8"):
                 pass
             return
+        # mkdir would say only "File exists" when a file stands where a folder must be.
+        for folder in target.parents:
+            if folder.exists():
+                if not folder.is_dir():
+                    raise NotADirectoryError(20, f"{folder} is not a folder")
+                break
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".falco-deploy-junit-"):
             pass

@@ -31,8 +31,9 @@ __all__ = ["FALCO_VERSIONS", "FileResult", "Report", "expand_paths", "load_text"
 def source_problem(path) -> str | None:
     """Why a rules source is not read: a symbolic link (nothing outside the given paths is read,
     so no secret ends up in a message or on a host), not a regular file (a FIFO would block, a
-    device never end), or larger than MAX_FILE_BYTES. None when it is fine. OSError when it is
-    missing. `rules validate`, `rules deploy` and the playbook's gate all ask this."""
+    device never end), larger than MAX_FILE_BYTES, unreadable, or not UTF-8 text (a binary file
+    is a wrong path, not a rules file with a YAML error). None when it is fine. OSError when it
+    is missing. `rules validate`, `rules deploy` and the playbook's gate all ask this."""
     info = os.lstat(path)
     if stat.S_ISLNK(info.st_mode):
         return ("is a symbolic link; give the file it points to (links are refused so that "
@@ -42,6 +43,22 @@ def source_problem(path) -> str | None:
     if info.st_size > MAX_FILE_BYTES:
         return (f"{info.st_size} bytes, larger than the {MAX_FILE_BYTES} bytes a rules file "
                 "may have")
+    try:
+        # No link followed and no wait on a FIFO, should the file be swapped after the lstat.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        return f"cannot be read: {e.strerror or e}"
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return "not a regular file"
+        raw = handle.read(MAX_FILE_BYTES + 1)
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        return f"not a text file (a NUL byte at offset {nul})"
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return f"not a text file (byte 0x{raw[e.start]:02x} at offset {e.start} is not UTF-8)"
     return None
 
 
