@@ -337,6 +337,8 @@ def tools():
         # ansible.builtin.apt needs it, and cannot install it under --check.
         "python3_apt": importlib.util.find_spec("apt") is not None,
         "bpftool": bool(shutil.which("bpftool")),
+        # falco_service rotates the alert file with it; a sudo or cron PATH may lack /usr/sbin.
+        "logrotate": bool(shutil.which("logrotate") or os.path.isfile("/usr/sbin/logrotate")),
     }
 
 

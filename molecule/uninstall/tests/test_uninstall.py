@@ -80,8 +80,11 @@ def test_no_trace_of_falco_or_its_repository(host):
     for path in ("/etc/falco", "/etc/falcoctl", "/var/lib/falco-deploy", "/var/log/falco",
                  "/etc/apt/sources.list.d/falcosecurity.list",
                  "/etc/apt/keyrings/falcosecurity.asc",
+                 "/etc/logrotate.d/falco-deploy-alerts",
                  "/etc/systemd/system/falcoctl-artifact-follow.service"):
         assert not host.file(path).exists, path
+    # falco_service installed logrotate for the alert file; the fresh host had none.
+    assert not host.package("logrotate").is_installed
     # apt's lists of the Falco repository (file:/mnt/falco-repo) went with it.
     assert host.run("ls /var/lib/apt/lists/ | grep -c '^_mnt_falco-repo_'").stdout.strip() == "0"
     unit = host.run("systemctl show -p LoadState falco-modern-bpf.service").stdout.strip()
@@ -96,11 +99,14 @@ def test_check_mode_lists_the_removals_and_changes_nothing(host):
     removed = out["report"]["removed"]
     for step in ("stop falco-modern-bpf.service", "unmask falcoctl-artifact-follow.service",
                  "remove /etc/falco/rules.d", "remove /etc/apt/sources.list.d/falcosecurity.list",
-                 "remove /etc/apt/keyrings/falcosecurity.asc", "purge package falco",
+                 "remove /etc/apt/keyrings/falcosecurity.asc",
+                 "remove /etc/logrotate.d/falco-deploy-alerts", "purge package falco",
                  "remove /var/lib/falco-deploy"):
         assert step in removed, removed
-    # python3-apt came with the first install (for Ansible's apt module): it goes too.
+    # python3-apt came with the first install (for Ansible's apt module), logrotate with
+    # falco_service's policy for the alert file: they go too.
     assert "purge package python3-apt" in removed
+    assert "purge package logrotate" in removed
     assert out["stats"]["changed"] == 1
     assert falco_is_installed(host)
     assert snapshot(host, "installed-after-check") == before
