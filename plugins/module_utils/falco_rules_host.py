@@ -540,12 +540,17 @@ class Host:
         if os.path.exists(final):
             shutil.rmtree(final)
         staging = tempfile.mkdtemp(prefix=f".staging-{rid}-", dir=self.releases_dir)
-        os.chmod(staging, 0o755)
-        rules = os.path.join(staging, "rules")
-        make_dir(rules)
-        for name, data in sorted(files.items()):
-            write_atomic(os.path.join(rules, name), data)
-        os.rename(staging, final)
+        try:
+            os.chmod(staging, 0o755)
+            rules = os.path.join(staging, "rules")
+            make_dir(rules)
+            for name, data in sorted(files.items()):
+                write_atomic(os.path.join(rules, name), data)
+            os.rename(staging, final)
+        except BaseException:
+            # A full disk or a quota must not leave a half-written release behind.
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
 
     def write_manifest(self, rid: str, meta: dict) -> None:
         data = json.dumps(meta, indent=2, sort_keys=True).encode() + b"\n"

@@ -160,6 +160,14 @@ class ReleaseModule(AnsibleModule):
         release = self.params.get("release") or {}
         self.log(f"Invoked with action={self.params.get('action')} release={release.get('id', '')}")
 
+    def _return_formatted(self, kwargs):
+        # Every result, a failure's too, would otherwise echo the whole release back (megabytes
+        # of base64 that ansible-runner then drops from the event, message and all).
+        release = self.params.get("release") or {}
+        kwargs.setdefault("invocation", {"module_args": {"action": self.params.get("action"),
+                                                         "release": release.get("id", "")}})
+        super()._return_formatted(kwargs)
+
 
 def diff_of(before: dict[str, bytes], after: dict[str, bytes], before_dir: str) -> list[dict]:
     diffs = []
@@ -297,6 +305,14 @@ class Run:
         h.findings.append(f"adopted the existing {h.rules_dir} as release {rid}")
         return rid
 
+    def staging_failed(self, rid: str, exc: OSError) -> None:
+        """Writing the release failed before the switch (a full disk, a quota): nothing is live
+        yet, so the partial release goes and the host fails with the reason."""
+        shutil.rmtree(self.h.release_path(rid), ignore_errors=True)
+        self.m.fail_json(msg=f"could not write release {rid} in {self.h.releases_dir}: "
+                             f"{exc.strerror or exc}; the live rules are unchanged",
+)
+
     # -- actions ----------------------------------------------------------------------------
     def deploy(self) -> None:
         h, release = self.h, self.m.params["release"] or {}
@@ -326,7 +342,10 @@ class Run:
         rid = release["id"]
         if rid <= active:  # e.g. the same id with drifted files: history must stay in order
             rid = release_id(release["sha256"], after=active)
-        h.write_release(rid, files)
+        try:
+            h.write_release(rid, files)
+        except OSError as exc:
+            self.staging_failed(rid, exc)
         self.validation, reasons = h.validate(h.release_rules(rid), list(files))
         if reasons:
             shutil.rmtree(h.release_path(rid), ignore_errors=True)
@@ -336,8 +355,11 @@ class Run:
         meta["id"] = rid
         meta["files"] = [{"name": n, "sha256": sha256_bytes(d), "size": len(d)}
                          for n, d in sorted(files.items())]
-        h.write_manifest(rid, meta)
-        previous = active or self.adopt(rid)
+        try:
+            h.write_manifest(rid, meta)
+            previous = active or self.adopt(rid)
+        except OSError as exc:
+            self.staging_failed(rid, exc)
         self.go_live(rid, previous, discard_on_failure=True)
         keep = self.m.params["keep_releases"]
         h.prune(keep, {r for r in (h.active(), h.record("previous")) if r})
@@ -465,10 +487,7 @@ def main() -> None:
         run.rollback()
     result = run.result()
     result["seconds"] = round(time.time() - started, 3)
-    # Without an explicit invocation the result would echo the whole release back.
-    release_id_arg = (module.params["release"] or {}).get("id", "")
-    out = {"changed": run.changed, "result": result,
-           "invocation": {"module_args": {"action": action, "release": release_id_arg}}}
+    out = {"changed": run.changed, "result": result}
     if run.diff:
         out["diff"] = run.diff
     module.exit_json(**out)

@@ -5,60 +5,42 @@ deploy or status runs no module on the host (the probe answers) while drift stil
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
-import shutil
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-import yaml
 
 from falco_deploy.exitcodes import ExitCode
 
 from .conftest import booted_hosts, make_inventory
+from .fleet import (
+    FALCO_DEPLOY,
+    LOCAL_RULES,
+    REPO_ROOT,
+    RULES_D,
+    STATE_DIR,
+    active_release,
+    by_host,
+    cli,
+    deploy,
+    exception_tuning,
+    kill_playbook,
+    live_manifest,
+    loaded_rules_d,
+    make_set,
+    probe_rule,
+    python_processes,
+    set_manifest,
+    settle,
+    sh,
+    staging_watcher,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-FALCO_DEPLOY = Path(sys.executable).with_name("falco-deploy")
-STATE_DIR = "/var/lib/falco-deploy"
-RULES_D = "/etc/falco/rules.d"
-LOCAL_RULES = "/etc/falco/falco_rules.local.yaml"
-
-
-def probe_rule(name: str) -> str:
-    """A valid rule (0 warnings after the upstream base) that marks a set as distinct."""
-    return (f"- rule: Fd integration probe {name}\n"
-            f"  desc: Fires when a process named fd-probe-{name} starts; a test marker.\n"
-            f"  condition: spawned_process and proc.name = fd-probe-{name}\n"
-            f"  output: fd-probe-{name} started (proc.cmdline=%proc.cmdline)\n"
-            f"  priority: WARNING\n  tags: [test]\n")
-
-
-# A tuning exception on an upstream rule. Alone (in falco_rules.local.yaml, or in a set) each is
-# valid; loaded together Falco refuses the second: "Can not append exception fields to existing
-# exception, only values" (falcosecurity/libs userspace/engine/rule_loader_collector.cpp).
-def exception_tuning(fields: list[str], values: list[str]) -> str:
-    return yaml.safe_dump([{
-        "rule": "Terminal shell in container",
-        "exceptions": [{"name": "fd_site_tuning", "fields": fields, "comps": ["="] * len(fields),
-                        "values": [values]}],
-        "override": {"exceptions": "append"},
-    }], sort_keys=False)
-
-
-def _docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def _sh(host: str, script: str, check: bool = True) -> str:
-    return _docker("exec", host, "sh", "-c", script, check=check).stdout
+# Their runs leave artifacts in the base temporary folder for the session's secret scan.
+pytestmark = pytest.mark.run_artifacts
 
 
 @pytest.fixture(scope="module")
@@ -71,105 +53,6 @@ def fleet(testbed: Path, tmp_path_factory):
         rc, envelope, stderr = cli(workdir, "install", "--inventory", str(inventory))
         assert rc == ExitCode.OK, f"{envelope}\n{stderr[-3000:]}"
         yield names, inventory, workdir
-
-
-def cli(workdir: Path, *args: str, timeout: float = 600) -> tuple[int, dict, str]:
-    artifacts = workdir / f"run-{uuid.uuid4().hex[:6]}"
-    proc = subprocess.run([str(FALCO_DEPLOY), *args, "--output", "json",
-                           "--artifacts-dir", str(artifacts)],
-                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=timeout)
-    envelope = json.loads(proc.stdout) if proc.stdout.strip() else {}
-    return proc.returncode, envelope, proc.stderr
-
-
-def by_host(envelope: dict) -> dict:
-    return {h["host"]: h for h in envelope["hosts"]}
-
-
-def make_set(workdir: Path, name: str, extra: dict[str, str]) -> Path:
-    """The project's rules plus extra files: a set that differs from every other test's."""
-    folder = workdir / f"set-{name}-{uuid.uuid4().hex[:6]}"
-    folder.mkdir()
-    for f in (REPO_ROOT / "rules").glob("*.yaml"):
-        shutil.copy(f, folder / f.name)
-    for fname, text in extra.items():
-        (folder / fname).write_text(text)
-    return folder
-
-
-def set_manifest(folder: Path) -> dict[str, str]:
-    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest()
-            for f in sorted(folder.iterdir()) if f.suffix in (".yaml", ".yml")}
-
-
-def live_manifest(host: str) -> dict[str, str]:
-    """name -> sha256 of every file Falco would load from rules.d right now."""
-    out = _sh(host, f"cd {RULES_D}/ && for f in * .[!.]*; do [ -e \"$f\" ] || continue; "
-                    "sha256sum \"$f\"; done")
-    return {name.strip(): digest for digest, name in
-            (line.split(None, 1) for line in out.splitlines() if line.strip())}
-
-
-def active_release(host: str) -> str:
-    return os.path.basename(os.path.dirname(_sh(host, f"readlink {RULES_D}").strip()))
-
-
-def loaded_rules_d(host: str) -> dict[str, str]:
-    """What the running (stand-in) Falco loaded from rules.d: name -> sha256."""
-    state = json.loads(_sh(host, "cat /run/falco/standin-state.json"))
-    return {os.path.basename(f["path"]): f["sha256"] for f in state["rules_files"]
-            if f["path"].startswith(RULES_D + "/")}
-
-
-def settle(host: str, quiet: float = 1.0, timeout: float = 20) -> None:
-    """Wait until Falco's state file stops changing: a watched file changed by an earlier step
-    makes Falco reload by itself ~0.1 s later (watch_config_files)."""
-    deadline = time.monotonic() + timeout
-    last = _sh(host, "cat /run/falco/standin-state.json", check=False)
-    while time.monotonic() < deadline:
-        time.sleep(quiet)
-        now = _sh(host, "cat /run/falco/standin-state.json", check=False)
-        if now == last:
-            return
-        last = now
-
-
-def deploy(workdir, inventory, folder, *args):
-    return cli(workdir, "rules", "deploy", "--inventory", str(inventory),
-               "--rules", str(folder), *args)
-
-
-def python_processes(host: str) -> list[str]:
-    """Command lines of the host's python processes (stand-in falco, Ansible modules)."""
-    out = _sh(host, "ps -eo args", check=False)
-    return sorted(line for line in out.splitlines() if "python" in line)
-
-
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 @pytest.mark.parametrize("host_side", ["runs on", "killed too"])
@@ -189,22 +72,8 @@ def test_killed_deploy_leaves_old_or_new_release_and_rerun_converges(fleet, host
     new_set = make_set(workdir, "kill-new", {"zz_kill_new.yaml": probe_rule("kill-new"),
                                              "zz_kill_more.yaml": probe_rule("kill-more")})
     new = set_manifest(new_set)
-    before = set(_sh(host, f"ls -A {STATE_DIR}/releases").split())
     idle = python_processes(host)
-    # Watch from inside the host, so the kill follows the first new entry (the staging folder)
-    # within milliseconds instead of a docker exec round trip.
-    known = " ".join(sorted(before))
-    # `killed too`: SIGKILL, by pid, every process that was not running before the watch began.
-    kill_new = ('for p in $(ps -eo pid=); do case "$idle" in *" $p "*) ;; *) '
-                '[ "$p" != $$ ] && kill -9 "$p" 2>/dev/null;; esac; done; '
-                if host_side == "killed too" else "")
-    watcher = subprocess.Popen(
-        ["docker", "exec", host, "sh", "-c",
-         f'idle=" $(ps -eo pid= | tr "\\n" " ") "; cd {STATE_DIR}/releases; '
-         f"while :; do for d in $(ls -A); do "
-         f"case ' {known} ' in *\" $d \"*) ;; *) {kill_new}echo \"$d\"; exit 0;; esac; done; "
-         "sleep 0.01; done"],
-        stdout=subprocess.PIPE, text=True)
+    watcher = staging_watcher(host, kill_run=host_side == "killed too")
     proc = subprocess.Popen(
         [str(FALCO_DEPLOY), "rules", "deploy", "--inventory", str(inventory), "--rules",
          str(new_set), "--limit", host, "--output", "json", "--artifacts-dir",
@@ -213,18 +82,7 @@ def test_killed_deploy_leaves_old_or_new_release_and_rerun_converges(fleet, host
     try:
         staged = watcher.stdout.readline().strip()
         assert staged, "no new release folder appeared on the host"
-        playbooks = [p for p in _descendants(proc.pid) if "ansible-playbook" in _cmdline(p)]
-        assert playbooks, "ansible-playbook was already gone when staging began"
-        victims = set()
-        for pid in playbooks:
-            victims.add(pid)
-            victims.update(_descendants(pid))
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(os.getpgid(pid), signal.SIGKILL)
-        for pid in victims:  # workers call setsid(), outside the process group
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        proc.communicate(timeout=120)
+        kill_playbook(proc)
     finally:
         watcher.kill()
         watcher.wait()
@@ -245,7 +103,7 @@ def test_killed_deploy_leaves_old_or_new_release_and_rerun_converges(fleet, host
     time.sleep(1.5)
     assert loaded_rules_d(host) in (old, new)
     # The active release's manifest describes exactly the live files.
-    manifest = json.loads(_sh(host, f"cat {RULES_D}/../manifest.json"))
+    manifest = json.loads(sh(host, f"cat {RULES_D}/../manifest.json"))
     assert {f["name"]: f["sha256"] for f in manifest["files"]} == live
 
     rc, envelope, stderr = deploy(workdir, inventory, new_set, "--limit", host)
@@ -255,7 +113,7 @@ def test_killed_deploy_leaves_old_or_new_release_and_rerun_converges(fleet, host
     assert result["release"] != old_release
     assert live_manifest(host) == new
     assert loaded_rules_d(host) == new
-    assert not [d for d in _sh(host, f"ls -A {STATE_DIR}/releases").split()
+    assert not [d for d in sh(host, f"ls -A {STATE_DIR}/releases").split()
                 if d.startswith(".staging")], "staging leftovers were not cleaned up"
     rc, envelope, _ = cli(workdir, "status", "--inventory", str(inventory), "--limit", host)
     assert rc == ExitCode.OK and by_host(envelope)[host]["drift"] is False
@@ -270,7 +128,7 @@ def test_serial_rollout_stops_after_the_batch_that_refused(fleet):
     base_release = {h: by_host(envelope)[h]["release"] for h in names}
     assert len(set(base_release.values())) == 1
 
-    original_local = _sh(first, f"cat {LOCAL_RULES}")
+    original_local = sh(first, f"cat {LOCAL_RULES}")
     subprocess.run(["docker", "exec", "-i", first, "sh", "-c", f"cat > {LOCAL_RULES}"],
                    input=exception_tuning(["proc.name"], ["fd-site-a"]), text=True, check=True)
     try:
@@ -305,7 +163,7 @@ def test_invalid_set_exits_1_and_touches_no_host(fleet):
                 "readlink /etc/falco/rules.d; cat /run/falco/standin-state.json")
     for host in names:
         settle(host)
-    before = {h: _sh(h, snapshot) for h in names}
+    before = {h: sh(h, snapshot) for h in names}
     artifacts = workdir / "run-broken"
     proc = subprocess.run([str(FALCO_DEPLOY), "rules", "deploy", "--inventory", str(inventory),
                            "--rules", str(broken), "--artifacts-dir", str(artifacts)],
@@ -320,7 +178,7 @@ def test_invalid_set_exits_1_and_touches_no_host(fleet):
                if e["event"].startswith("runner_on_")}
     assert actions == {"ansible.builtin.validate_argument_spec",
                        "falco_deploy.falco.falco_rules_bundle"}, actions
-    assert {h: _sh(h, snapshot) for h in names} == before
+    assert {h: sh(h, snapshot) for h in names} == before
 
 
 def test_rollback_with_package_version_installs_that_falco_first(fleet):
@@ -340,9 +198,9 @@ def test_rollback_with_package_version_installs_that_falco_first(fleet):
                                    "--package-version", "0.43.0")
         assert rc == ExitCode.OK, f"{envelope}\n{stderr[-3000:]}"
         assert by_host(envelope)[host]["release"] == release_first
-        assert _sh(host, "dpkg-query -W -f '${Version}' falco").strip() == "0.43.0"
+        assert sh(host, "dpkg-query -W -f '${Version}' falco").strip() == "0.43.0"
         # The downgrade's postinst stopped and disabled Falco; it runs again, on the old rules.
-        assert _sh(host, "systemctl is-active falco-modern-bpf.service").strip() == "active"
+        assert sh(host, "systemctl is-active falco-modern-bpf.service").strip() == "active"
         assert active_release(host) == release_first
         assert live_manifest(host) == set_manifest(first)
         settle(host)
@@ -359,7 +217,7 @@ def module_calls(host: str) -> int:
     journal (AnsibleModule's invocation log, tagged `ansible-<the name the task called>`, here
     the FQCN), a probe logs nothing."""
     time.sleep(0.5)  # journald takes the module's syslog line asynchronously
-    out = _sh(host, "journalctl --no-pager -o cat "
+    out = sh(host, "journalctl --no-pager -o cat "
                     "-t ansible-falco_deploy.falco.falco_rules_release", check=False)
     return sum(1 for line in out.splitlines() if line.startswith("Invoked with"))
 
@@ -385,7 +243,7 @@ def test_a_no_op_deploy_and_status_run_no_module_and_drift_is_repaired(fleet):
     assert module_calls(host) == calls, "the no-op deploy or status ran the module"
 
     # An out-of-band edit: the probe sees drift, so the deploy runs the module and repairs it.
-    _sh(host, f"echo '# edited on the host' >> {RULES_D}/zz_noop.yaml")
+    sh(host, f"echo '# edited on the host' >> {RULES_D}/zz_noop.yaml")
     settle(host)
     rc, envelope, _ = cli(workdir, "status", "--inventory", str(inventory), "--limit", host)
     assert rc == ExitCode.DRIFT
@@ -414,7 +272,7 @@ def test_status_and_deploy_tell_the_truth_about_falco_itself(fleet):
     rc, report = status_of(workdir, inventory, host)
     assert (rc, report["verdict"], report["falco_state"]) == (ExitCode.OK, "in sync", "running")
 
-    _sh(host, f"systemctl stop {unit}")
+    sh(host, f"systemctl stop {unit}")
     try:
         rc, report = status_of(workdir, inventory, host)
         assert rc == ExitCode.UNPROTECTED == 8
@@ -428,11 +286,11 @@ def test_status_and_deploy_tell_the_truth_about_falco_itself(fleet):
         assert deployed["health_checks"] == ["not reloaded: Falco is not running"]
         assert live_manifest(host) == set_manifest(folder)  # live on disk all the same
     finally:
-        _sh(host, f"systemctl start {unit}")
+        sh(host, f"systemctl start {unit}")
 
     # A drop-in Falco cannot read stops it at every start: systemd restarts it every RestartSec
     # (Restart=on-failure), and in between the unit waits in auto-restart.
-    _sh(host, "printf 'webserver: [\\n' > /etc/falco/config.d/zz-crash.yaml && "
+    sh(host, "printf 'webserver: [\\n' > /etc/falco/config.d/zz-crash.yaml && "
               f"systemctl restart {unit}; sleep 1")
     try:
         rc, report = status_of(workdir, inventory, host)
@@ -440,14 +298,14 @@ def test_status_and_deploy_tell_the_truth_about_falco_itself(fleet):
         assert report["verdict"] == "falco down" and report["falco_state"] == "restarting"
         assert "restarting in a loop" in report["reason"], report["reason"]
     finally:
-        _sh(host, f"rm -f /etc/falco/config.d/zz-crash.yaml && systemctl reset-failed {unit}; "
+        sh(host, f"rm -f /etc/falco/config.d/zz-crash.yaml && systemctl reset-failed {unit}; "
                   f"systemctl restart {unit}")
         settle(host)
     rc, report = status_of(workdir, inventory, host)
     assert (rc, report["verdict"]) == (ExitCode.OK, "in sync"), report
 
-    target = _sh(host, f"readlink {RULES_D}").strip()
-    _sh(host, f"ln -sfn /nonexistent/rules {RULES_D}")
+    target = sh(host, f"readlink {RULES_D}").strip()
+    sh(host, f"ln -sfn /nonexistent/rules {RULES_D}")
     try:
         rc, report = status_of(workdir, inventory, host)
         assert rc == ExitCode.UNPROTECTED, report
@@ -455,15 +313,15 @@ def test_status_and_deploy_tell_the_truth_about_falco_itself(fleet):
         assert report["reason"] == (f"{RULES_D} is a dangling symlink (to /nonexistent/rules): "
                                     "Falco loads no rules from it")
     finally:
-        _sh(host, f"ln -sfn {target} {RULES_D}")
+        sh(host, f"ln -sfn {target} {RULES_D}")
 
-    _sh(host, "mv /usr/bin/falco /usr/bin/falco.away")
+    sh(host, "mv /usr/bin/falco /usr/bin/falco.away")
     try:
         rc, report = status_of(workdir, inventory, host)
         assert rc == ExitCode.UNPROTECTED
         assert report["verdict"] == "no falco" and report["falco_state"] == "missing"
     finally:
-        _sh(host, "mv /usr/bin/falco.away /usr/bin/falco")
+        sh(host, "mv /usr/bin/falco.away /usr/bin/falco")
     settle(host)
     rc, report = status_of(workdir, inventory, host)
     assert (rc, report["verdict"]) == (ExitCode.OK, "in sync")
