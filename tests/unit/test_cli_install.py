@@ -313,3 +313,16 @@ def test_extra_vars_files_that_are_not_files_are_usage_errors(monkeypatch, proje
     assert result.exit_code == ExitCode.USAGE
     assert words in result.stderr
     assert fake.calls == []
+
+
+def test_an_ini_inventory_under_a_yaml_name_is_left_to_ansible(tmp_path):
+    """ansible's ini plugin reads any file name; only a file that is neither YAML nor INI is
+    refused before the run."""
+    from falco_deploy.commands.playbook import inventory_problem
+
+    ini = tmp_path / "hosts.yml"
+    ini.write_text("# fleet\n[falco_hosts]\nweb1 ansible_host=10.0.0.1\nweb2\n")
+    assert inventory_problem(ini) is None
+    broken = tmp_path / "broken.yml"
+    broken.write_text("all:\n  hosts: [web1\n")
+    assert inventory_problem(broken).startswith("is not valid YAML")

@@ -9,6 +9,7 @@ four with the same code.
 from __future__ import annotations
 
 import json
+import re
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ _NO_HOSTS_TARGETED = "leaves us with no hosts to target"
 # The files ansible's yaml inventory plugin reads (its yaml_extensions); any other file may be
 # INI, a script or a plugin's, and only ansible can tell.
 _YAML_INVENTORY_SUFFIXES = (".yaml", ".yml", ".json")
+# An INI inventory's first line: a [group], [group:vars] or [group:children] header.
+_INI_SECTION = re.compile(r"\[[A-Za-z0-9_.-]+(:(vars|children))?\]")
 ProgressCallback = Callable[[dict[str, Any], EventCollector], None]
 # Variables files are small; a bigger one is a mistake (or a device).
 MAX_EXTRA_VARS_BYTES = 4 * 1024 * 1024
@@ -107,6 +110,10 @@ def inventory_problem(path: Path) -> str | None:
         documents = list(yaml.compose_all(
             data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
     except yaml.YAMLError as exc:
+        if _INI_SECTION.fullmatch(next(line.strip() for line in lines if line.strip()
+                                       and not line.lstrip().startswith(("#", ";")))):
+            # An INI inventory under a YAML name: ansible's ini plugin reads any file name.
+            return None
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None)
         if problem and mark is not None:
