@@ -17,12 +17,6 @@ import json
 import os
 import shlex
 
-import pytest
-import testinfra.utils.ansible_runner
-
-ALL_HOSTS = testinfra.utils.ansible_runner.AnsibleRunner(
-    os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
-INSTALLED = sorted(set(ALL_HOSTS) - {"fd-default-nobtf"})  # preflight skips that one
 POLICY = "/etc/logrotate.d/falco-deploy-alerts"
 ALERTS = "/var/log/falco/events.json"
 
@@ -107,16 +101,6 @@ finally:
             shutil.move(os.path.join(aside, name), os.path.dirname(path))
     shutil.rmtree(aside)
 '''
-
-
-def _host(name):
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory="
-                              f"{os.environ['MOLECULE_INVENTORY_FILE']}")
-
-
-@pytest.fixture(params=INSTALLED)
-def installed(request):
-    return _host(request.param)
 
 
 def rotate_while_writing(host, path: str, policy: str, rotations: int) -> dict:

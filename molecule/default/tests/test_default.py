@@ -6,32 +6,13 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-import testinfra.utils.ansible_runner
 import yaml
 
-ALL_HOSTS = testinfra.utils.ansible_runner.AnsibleRunner(
-    os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
-SKIPPED = {"fd-default-nobtf"}  # its BTF path points to a missing file: preflight must skip it
-INSTALLED = sorted(set(ALL_HOSTS) - SKIPPED)
+from conftest import ALL_HOSTS, INSTALLED, SKIPPED
+
 TESTBED = Path(os.environ.get("FALCO_DEPLOY_TESTBED", "/var/lib/falco-deploy-testbed"))
 KEYRING = "/etc/apt/keyrings/falcosecurity.asc"
 REPO_FILE = "/etc/apt/sources.list.d/falcosecurity.list"
-
-
-def _host(name):
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory="
-                              f"{os.environ['MOLECULE_INVENTORY_FILE']}")
-
-
-@pytest.fixture(params=INSTALLED)
-def installed(request):
-    return _host(request.param)
-
-
-@pytest.fixture(params=sorted(SKIPPED))
-def skipped(request):
-    return _host(request.param)
 
 
 def test_scenario_has_installed_and_skipped_hosts():
