@@ -28,10 +28,13 @@ KINDS = {
               ("ok", "refused", "rolled_back") + HEALTH_STATUSES),
     # falco_uninstall: what went (check mode: would go) and what stayed.
     "uninstall": (("removed", "kept"), ("ok",)),
-    # falco_verify: the judged scenarios of one host.
+    # falco_forwarding (playbooks/forwarding.yml): where this host's alerts go now.
+    "forwarding": (("transport", "outputs", "endpoint"), ("ok",)),
+    # falco_verify: the judged scenarios of one host, and whether their alerts left the host
+    # through the forwarder (forwarding: {status: delivered|not_configured|failed|no_alerts, ...}).
     "verify": (("verify_run_id", "docker_version", "image", "scenarios", "counts", "alert_file",
                 "alert_file_exists", "alert_file_events", "alerts_ignored", "internal_documents",
-                "containers_removed", "stale_containers_removed"),
+                "containers_removed", "stale_containers_removed", "forwarding"),
                ("verified", "missed", "incomplete", "not_run")),
 }
 

@@ -346,6 +346,7 @@ class Judge:
                   for status in STATUSES}
         return {"scenarios": scenarios, "counts": counts, "status": host_status(counts),
                 "reason": summary(scenarios), "alerts_ignored": self.ignored,
+                "alerts_attributed": sum(len(v) for v in self.alerts.values()),
                 "internal_documents": self.internal, "parse_errors": self.parse_errors,
                 "parse_error_samples": self.error_samples}
 

@@ -40,11 +40,14 @@ PINNED = {
     "uninstall": BASE + ["removed", "kept"],
     "verify": BASE + ["verify_run_id", "docker_version", "image", "scenarios", "counts",
                       "alert_file", "alert_file_exists", "alert_file_events", "alerts_ignored",
-                      "internal_documents", "containers_removed", "stale_containers_removed"],
+                      "internal_documents", "containers_removed", "stale_containers_removed",
+                      "forwarding"],
+    "forwarding": BASE + ["transport", "outputs", "endpoint"],
 }
 # The report kind each wrapper command reads.
 COMMAND_KIND = {"install": "install", "rules deploy": "rules", "rollback": "rules",
-                "status": "rules", "verify": "verify", "uninstall": "uninstall"}
+                "status": "rules", "verify": "verify", "uninstall": "uninstall",
+                "forwarding": "forwarding"}
 
 
 @pytest.mark.parametrize("kind", sorted(PINNED))

@@ -281,6 +281,43 @@ def install(ctx: click.Context, **kwargs: Any) -> None:
     _run_and_render(ctx, command.run, command.InstallOptions(**_common(kwargs)))
 
 
+# --- forwarding ----------------------------------------------------------------------------
+
+_FORWARDING_EXIT_CODES_HELP = """\b
+Exit codes:
+  0  every host configured, unchanged, or (with --check) would change
+  2  bad usage: missing, empty or unparsable inventory, bad option or -e value
+  3  partial: some hosts are fine, others failed (a bad variable, a refused
+     Falcosidekick tarball, a forwarder that does not come up), were skipped
+     by preflight or were unreachable
+  4  failed: no host succeeded (or no host matched)
+  5  environment: ansible-playbook or the playbooks cannot be found
+  130  interrupted: Ctrl-C (129 SIGHUP, 143 SIGTERM); the run is stopped
+       and the summary lists the hosts that had not finished as interrupted
+"""
+
+
+@cli.command(epilog=_FORWARDING_EXIT_CODES_HELP)
+@_ansible_options()
+@click.option("--transport", type=click.Choice(["none", "falcosidekick", "rsyslog", "http"]),
+              help="Override falco_forwarding_transport for this run (default: the "
+                   "inventory's value; none takes forwarding down).")
+@click.pass_context
+def forwarding(ctx: click.Context, transport: str | None, **kwargs: Any) -> None:
+    """Set up only the forwarding of Falco's alerts to the SIEM on every host of an inventory.
+
+    Transports (falco_forwarding_transport): falcosidekick (installed from its release tarball,
+    checked against a pinned sha256, fed by Falco's http_output), rsyslog (the host's rsyslog
+    reads the JSON alert file and forwards it with a disk-assisted queue), http (Falco's
+    http_output straight to a collector), none (takes down what an earlier transport set up).
+    Outputs and credentials come from the inventory (ansible-vault); they never reach the logs.
+    Summary verdicts: configured, unchanged, would change, skipped, failed, unreachable.
+    """
+    command = _lazy("forwarding")
+    _run_and_render(ctx, command.run, command.ForwardingOptions(**_common(kwargs),
+                                                                transport=transport))
+
+
 # --- uninstall -----------------------------------------------------------------------------
 
 _UNINSTALL_EXIT_CODES_HELP = """\b

@@ -229,6 +229,14 @@ _COLUMNS["uninstall"] = [
 ]
 
 
+_COLUMNS["forwarding"] = [
+    ("transport", lambda h: str(h.details.get("transport") or "-"), "left"),
+    ("outputs", lambda h: ", ".join(h.details.get("outputs") or []) or "-", "left"),
+    ("endpoint", lambda h: str(h.details.get("endpoint") or "-"), "left"),
+    ("changed", lambda h: str(h.changed), "right"),
+]
+
+
 def _counts(h: HostResult) -> dict[str, int]:
     counts = h.details.get("counts")
     return counts if isinstance(counts, dict) else {}
@@ -251,7 +259,18 @@ _COLUMNS["verify"] = [
     ("docker", lambda h: str(h.details.get("docker_version") or "-"), "left"),
     ("detected", _detected, "right"),
     ("ours fired", _ours, "right"),
+    ("forwarding", lambda h: _forwarding(h), "left"),
 ]
+
+
+def _forwarding(h: HostResult) -> str:
+    """delivered / failed / no alerts / not configured, and the transport when there is one."""
+    check = h.details.get("forwarding")
+    if not isinstance(check, dict) or not check.get("status"):
+        return "-"
+    status = str(check["status"]).replace("_", " ")
+    transport = check.get("transport")
+    return f"{status} ({transport})" if transport and transport != "none" else status
 
 _SCENARIO_STYLE = {"detected": "green", "clean": "green", "missed": "bold red",
                    "false_positive": "yellow", "not_run": "red"}

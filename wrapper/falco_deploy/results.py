@@ -28,6 +28,7 @@ RESULT_VAR = "falco_deploy_result"
 
 class Verdict(str, enum.Enum):
     INSTALLED = "installed"
+    CONFIGURED = "configured"  # forwarding: the host's forwarding was set up or changed
     REMOVED = "removed"  # uninstall: Falco and falco-deploy's files went
     DEPLOYED = "deployed"  # rules deploy / rollback: the host switched to another release
     UNCHANGED = "unchanged"
@@ -53,8 +54,9 @@ class Verdict(str, enum.Enum):
 
     @property
     def good(self) -> bool:
-        return self in (Verdict.INSTALLED, Verdict.REMOVED, Verdict.DEPLOYED, Verdict.UNCHANGED,
-                        Verdict.WOULD_CHANGE, Verdict.IN_SYNC, Verdict.VERIFIED)
+        return self in (Verdict.INSTALLED, Verdict.CONFIGURED, Verdict.REMOVED, Verdict.DEPLOYED,
+                        Verdict.UNCHANGED, Verdict.WOULD_CHANGE, Verdict.IN_SYNC,
+                        Verdict.VERIFIED)
 
     @property
     def key(self) -> str:
@@ -110,6 +112,11 @@ PROFILES = {
                       (Verdict.IN_SYNC, Verdict.DRIFTED, *_UNPROTECTED, Verdict.SKIPPED,
                        Verdict.FAILED, Verdict.UNREACHABLE, Verdict.NOT_RUN),
                       _RULES_KEYS + ("engine_kind", "unit_state"), drift_is_news=True),
+    # playbooks/forwarding.yml (role falco_forwarding): where the host's alerts go now.
+    "forwarding": Profile("forwarding", Verdict.CONFIGURED,
+                          (Verdict.CONFIGURED, Verdict.UNCHANGED, Verdict.WOULD_CHANGE,
+                           Verdict.SKIPPED, Verdict.FAILED, Verdict.UNREACHABLE),
+                          ("transport", "outputs", "endpoint")),
     # roles/falco_uninstall: what went (under --check: would go) and what stayed.
     "uninstall": Profile("uninstall", Verdict.REMOVED,
                          (Verdict.REMOVED, Verdict.UNCHANGED, Verdict.WOULD_CHANGE,
@@ -120,7 +127,8 @@ PROFILES = {
                        Verdict.FAILED, Verdict.UNREACHABLE),
                       ("verify_run_id", "scenarios", "counts", "docker_version", "image",
                        "alert_file", "alert_file_exists", "alert_file_events", "alerts_ignored",
-                       "internal_documents", "containers_removed", "stale_containers_removed"),
+                       "internal_documents", "containers_removed", "stale_containers_removed",
+                       "forwarding"),
                       statuses=(("verified", Verdict.VERIFIED), ("missed", Verdict.MISSED),
                                 ("incomplete", Verdict.INCOMPLETE),
                                 ("not_run", Verdict.NOT_RUN))),

@@ -46,7 +46,9 @@ def host_report(catalogue, lines, runs=None, **overrides) -> dict:
               "alert_file": "/var/log/falco/events.json", "alert_file_exists": True,
               "alert_file_events": [], "alerts_ignored": judged["alerts_ignored"],
               "internal_documents": judged["internal_documents"], "containers_removed": [],
-              "stale_containers_removed": []}
+              "stale_containers_removed": [],
+              "forwarding": {"status": "not_configured", "transport": "none", "alerts": 0,
+                             "reason": "no forwarding set up (falco_forwarding_transport none)"}}
     report.update(overrides)
     return report
 
