@@ -37,8 +37,14 @@ CI_TOKEN = "fd-ci-job-token-0815"
 # What a file holds that a rules folder links to: such a link must never be followed.
 LINKED_FILE_SECRET = "FD-SECRET-TOKEN-0123456789"
 
+# The SIEM credentials of the Molecule scenario `forwarding` (molecule/forwarding/host_vars):
+# an Elasticsearch password (Falcosidekick's config, rsyslog's omelasticsearch) and the token in
+# the http transport's collector URL.
+SIEM_PASSWORD = "fd-siem-password-4711"
+COLLECTOR_TOKEN = "fd-collector-token-4711"
+
 SECRETS = (MIRROR_TOKEN, VAULT_PASSWORD, BECOME_PASSWORD, VAULT_ID_PASSWORD, EXTRA_VAR_SECRET,
-           ENV_SECRET, CLOUD_SECRET, CI_TOKEN, LINKED_FILE_SECRET)
+           ENV_SECRET, CLOUD_SECRET, CI_TOKEN, LINKED_FILE_SECRET, SIEM_PASSWORD, COLLECTOR_TOKEN)
 
 # Files a test itself wrote a secret into, as the input of a run (a vault password file, the
 # target of a link): the session's scan skips exactly these paths.

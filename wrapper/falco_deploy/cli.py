@@ -344,11 +344,12 @@ def uninstall(ctx: click.Context, keep_releases: bool, keep_alert_log: bool,
               **kwargs: Any) -> None:
     """Remove Falco and everything falco-deploy put on every host of an inventory.
 
-    Stops and disables the Falco units, removes falco-deploy's drop-ins and the live rules
-    folder, purges the falco package and the packages falco-deploy's first install added
-    (when nothing else needs them), removes the Falco repository source, keyring and apt lists,
-    the alert log and /var/lib/falco-deploy. A second run changes nothing; --check lists what
-    would go, per host. Summary verdicts: removed, unchanged, would change, failed, unreachable.
+    Stops and disables the Falco units (and Falcosidekick), removes falco-deploy's drop-ins,
+    forwarding files and the live rules folder, purges the falco package and the packages
+    falco-deploy's first install added (when nothing else needs them), removes the Falco
+    repository source, keyring and apt lists, the alert log and /var/lib/falco-deploy. A second
+    run changes nothing; --check lists what would go, per host. Summary verdicts: removed,
+    unchanged, would change, failed, unreachable.
     """
     command = _lazy("uninstall")
     _run_and_render(ctx, command.run, command.UninstallOptions(
