@@ -191,3 +191,10 @@ def test_live_progress_keeps_diffs_above_the_table():
     with render.Progress(console) as progress:
         progress(FILE_DIFF, EventCollector())
     assert "+priority: notice" in out.getvalue()
+
+
+def test_every_verdict_has_a_summary_style():
+    from falco_deploy.render import _VERDICT_STYLE
+    from falco_deploy.results import Verdict
+
+    assert set(Verdict) <= set(_VERDICT_STYLE)

@@ -21,6 +21,7 @@ from falco_deploy.results import EventCollector, HostResult, HostState, RunResul
 
 _VERDICT_STYLE = {
     Verdict.INSTALLED: "green",
+    Verdict.CONFIGURED: "green",
     Verdict.REMOVED: "green",
     Verdict.DEPLOYED: "green",
     Verdict.UNCHANGED: "green",

@@ -85,8 +85,8 @@ def append_alerts(h, lines: list[str]) -> None:
     assert cmd.rc == 0, cmd.stderr[-2000:]
 
 
-def run_playbook(name: str, limit: str, extra: dict | None = None,
-                 check: bool = False) -> subprocess.CompletedProcess:
+def run_playbook(name: str, limit: str, extra: dict | None = None, check: bool = False,
+                 diff: bool = False) -> subprocess.CompletedProcess:
     """playbooks/<name> (or a path) as the wrapper runs it, on one host, with ansible's JSON
     callback."""
     env = dict(os.environ,
@@ -102,6 +102,8 @@ def run_playbook(name: str, limit: str, extra: dict | None = None,
         argv += ["-e", json.dumps(extra)]
     if check:
         argv += ["--check", "--diff"]
+    elif diff:
+        argv += ["--diff"]
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
 
 
