@@ -138,3 +138,52 @@ def test_a_misspelt_output_key_is_refused_before_anything_changes(sidekick):
     assert "unknown key(s) webhook.adress" in messages, messages
     assert "unknown Falcosidekick output(s): lokii" in messages, messages
     assert sidekick.file(CONFIG).content_string == config
+
+
+def test_url_source_installs_a_new_version_and_refuses_a_tampered_download(sidekick,
+                                                                          tmp_path: Path):
+    """source url, as from an internal mirror (here a web server on the host's loopback serving
+    upstream's file names): a new version is fetched, checked, unpacked and switched to; a
+    download that does not match its sum is refused and the running version stays."""
+    import subprocess
+    build = PROJECT / "molecule" / "shared" / "build-standin-falcosidekick.sh"
+    subprocess.run(["bash", str(build), str(tmp_path / "mirror"), "2.31.2"], check=True,
+                   capture_output=True)
+    name = "falcosidekick_2.31.2_linux_amd64.tar.gz"
+    good_sum = (tmp_path / "mirror" / f"{name}.sha256").read_text().strip()
+    sidekick.run("rm -rf /srv/mirror && mkdir -p /srv/mirror/good /srv/mirror/bad")
+    for local, remote in ((tmp_path / "mirror" / name, f"/srv/mirror/good/{name}"),
+                          (tmp_path / "mirror" / "tampered" / name, f"/srv/mirror/bad/{name}")):
+        assert subprocess.run(["docker", "cp", str(local), f"{NAME}:{remote}"]).returncode == 0
+    server = sidekick.run("cd /srv/mirror && (nohup python3 -m http.server 8099 --bind 127.0.0.1 "
+                          ">/dev/null 2>&1 &) && sleep 0.5 && curl -sf -o /dev/null "
+                          "http://127.0.0.1:8099/good/" + name)
+    assert server.rc == 0, server.stderr
+    try:
+        pid = sidekick.process.get(comm="falcosidekick").pid
+        new = {"falco_forwarding_sidekick_version": "2.31.2",
+               "falco_forwarding_sidekick_source": "url",
+               "falco_forwarding_sidekick_sha256": {"amd64": good_sum}}
+        bad = run_playbook("forwarding.yml", NAME, {
+            **new, "falco_forwarding_sidekick_url": f"http://127.0.0.1:8099/bad/{name}"})
+        assert bad.returncode != 0
+        messages = " ".join(failure_messages(bad, NAME))
+        assert "did not match" in messages and good_sum in messages, messages
+        assert not sidekick.file("/opt/falcosidekick/2.31.2").exists
+        assert sidekick.process.get(comm="falcosidekick").pid == pid
+
+        # The URL as an operator writes it for a mirror: version and {arch} filled in by the role.
+        good = run_playbook("forwarding.yml", NAME, {
+            **new, "falco_forwarding_sidekick_url": "http://127.0.0.1:8099/good/falcosidekick_"
+            "{{ falco_forwarding_sidekick_version }}_linux_{arch}.tar.gz"})
+        assert good.returncode == 0, " ".join(failure_messages(good, NAME))
+        assert sidekick.file("/usr/local/bin/falcosidekick").linked_to == \
+            "/opt/falcosidekick/2.31.2/falcosidekick"
+        assert "2.31.2" in sidekick.check_output("falcosidekick --version")
+        assert poll(lambda: sidekick.run("curl -sf http://127.0.0.1:2801/healthz").rc == 0)
+    finally:
+        sidekick.run("pkill -f 'http.server 8099'")
+        back = run_playbook("forwarding.yml", NAME)  # the converged version again
+        assert back.returncode == 0
+    assert sidekick.file("/usr/local/bin/falcosidekick").linked_to == \
+        "/opt/falcosidekick/2.31.1/falcosidekick"
