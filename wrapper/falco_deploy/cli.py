@@ -308,7 +308,7 @@ def forwarding(ctx: click.Context, transport: str | None, **kwargs: Any) -> None
 
     Transports (falco_forwarding_transport): falcosidekick (installed from its release tarball,
     checked against a pinned sha256, fed by Falco's http_output), rsyslog (the host's rsyslog
-    reads the JSON alert file and forwards it with a disk-assisted queue), http (Falco's
+    reads the JSON alert file and forwards it through a disk queue), http (Falco's
     http_output straight to a collector), none (takes down what an earlier transport set up).
     Outputs and credentials come from the inventory (ansible-vault); they never reach the logs.
     Summary verdicts: configured, unchanged, would change, skipped, failed, unreachable.

@@ -112,3 +112,28 @@ def test_check_mode_plans_a_transport_switch_and_changes_nothing(collector):
     assert not collector.user("falcosidekick").exists
     assert collector.file(DROPIN).content_string == dropin
     assert reloads(collector) == before
+
+
+def test_falco_deploy_forwarding_end_to_end_through_the_wrapper(collector, tmp_path):
+    """`falco-deploy forwarding` itself on the inventory: the verdict, the transport in the
+    JSON envelope, and the collector token nowhere in what the wrapper printed or kept."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import INVENTORY_FILE, PROJECT
+    artifacts = tmp_path / "artifacts"
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("falco-deploy")), "forwarding",
+         "-i", str(Path(INVENTORY_FILE).parent), "--limit", NAME, "--project-dir", str(PROJECT),
+         "--artifacts-dir", str(artifacts), "--output", "json"],
+        capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg")))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    host = {h["host"]: h for h in doc["hosts"]}[NAME]
+    assert (doc["command"], host["verdict"], host["transport"]) == \
+        ("forwarding", "unchanged", "http")
+    assert host["endpoint"] == "http://127.0.0.1:8080/falco"  # without the credentials
+    kept = "".join(p.read_text(errors="replace") for p in artifacts.rglob("*") if p.is_file())
+    assert COLLECTOR_TOKEN not in proc.stdout + proc.stderr + kept

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
 import time
 
 from conftest import (
@@ -78,16 +79,21 @@ def test_replayed_alerts_become_these_exact_documents(rsyslog):
         {("rfc5424", "octet-counting", "falco", "fd-fwd-rsyslog")}
 
 
-def outage(rsyslog, alerts: list[str], restart: bool) -> dict:
-    """Stop the receiver, replay half the alerts, (restart rsyslog,) replay the rest, start the
-    receiver again; count what arrived. Returns the numbers the test asserts and prints."""
+def outage(rsyslog, alerts: list[str], restart: bool, kill: bool = False) -> dict:
+    """Stop the receiver, replay half the alerts, (restart rsyslog, or kill it with SIGKILL and
+    start it,) replay the rest, start the receiver again; count what arrived. Returns the
+    numbers the test asserts and prints."""
     es_before, sl_before = (len(x) for x in delivered(rsyslog))
     half = len(alerts) // 2
     rsyslog.run("systemctl stop siem-receiver")
     try:
         append_alerts(rsyslog, alerts[:half])
         assert wait_read(rsyslog)
-        if restart:
+        if kill:
+            assert rsyslog.run("systemctl kill -s KILL rsyslog").rc == 0
+            assert poll(lambda: not rsyslog.service("rsyslog").is_running, timeout=15)
+            assert rsyslog.run("systemctl start rsyslog").rc == 0
+        elif restart:
             assert rsyslog.run("systemctl restart rsyslog").rc == 0
         append_alerts(rsyslog, alerts[half:])
         assert wait_read(rsyslog)
@@ -103,7 +109,7 @@ def outage(rsyslog, alerts: list[str], restart: bool) -> dict:
         return (want <= set(es) and want <= set(sl)), es, sl
     poll(lambda: arrived()[0], timeout=90)
     _, es, sl = arrived()
-    numbers = {"replayed": len(alerts), "restart": restart,
+    numbers = {"replayed": len(alerts), "restart": "SIGKILL" if kill else restart,
                "es_delivered": len(want & set(es)), "es_lost": len(want - set(es)),
                "es_duplicates": len(es) - len(set(es)),
                "syslog_delivered": len(want & set(sl)), "syslog_lost": len(want - set(sl)),
@@ -120,6 +126,13 @@ def test_receiver_outage_loses_no_alert(rsyslog):
 
 def test_rsyslog_restart_during_the_outage_loses_no_alert(rsyslog):
     numbers = outage(rsyslog, real_alerts()[60:100], restart=True)
+    assert (numbers["es_lost"], numbers["syslog_lost"]) == (0, 0), numbers
+
+
+def test_rsyslog_killed_during_the_outage_loses_no_alert(rsyslog):
+    """A crash (SIGKILL): the disk queue is written through at every alert, and imfile's read
+    position is saved after each submission."""
+    numbers = outage(rsyslog, real_alerts()[106:146], restart=True, kill=True)
     assert (numbers["es_lost"], numbers["syslog_lost"]) == (0, 0), numbers
 
 
@@ -140,3 +153,26 @@ def test_verify_check_says_failed_while_the_receiver_is_down_then_delivered(rsys
     # Once rsyslog has resumed both actions (its retry interval is 1 s here).
     assert poll(lambda: forwarding_check("fd-fwd-rsyslog", since, 2)["status"] == "delivered",
                 timeout=60, interval=1)
+
+
+def test_an_alert_in_syslog_output_form_is_not_forwarded_twice(rsyslog):
+    """Were Falco's syslog_output also on, each alert would reach rsyslog a second time, as
+    syslog(3) with ident falco, facility user and the JSON as message (falcosecurity/falco
+    userspace/falco/outputs_syslog.cpp: syslog(priority, "%s", msg)). Only the alert file is
+    forwarded: such a message lands in the host's own log and not at the SIEM."""
+    alert = json.loads(real_alerts()[3])
+    marker = f"fd-syslog-form-{time.time_ns()}"
+    alert["output"] = f"{alert['output']} {marker}"
+    es_before, sl_before = (len(x) for x in delivered(rsyslog))
+    sent = rsyslog.run(f"logger -t falco -p user.crit -- {shlex.quote(json.dumps(alert))}")
+    assert sent.rc == 0, sent.stderr
+    # rsyslog has handled it once it is in /var/log/syslog (Debian's default rules).
+    assert poll(lambda: marker in rsyslog.run(f"grep -F {marker} /var/log/syslog").stdout,
+                timeout=30)
+    # The forwarding ruleset saw nothing: an alert appended now arrives, and alone.
+    append_alerts(rsyslog, real_alerts()[104:105])
+    assert poll(lambda: len(delivered(rsyslog)[0]) > es_before
+                and len(delivered(rsyslog)[1]) > sl_before, timeout=30)
+    docs, messages = delivered(rsyslog)
+    assert marker not in json.dumps([d["doc"] for d in docs[es_before:]])
+    assert marker not in json.dumps([m["raw"] for m in messages[sl_before:]])
