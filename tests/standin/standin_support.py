@@ -118,7 +118,38 @@ class FalcoTree:
             return None
 
 
-class Daemon:
+class Background:
+    """A program in the background with its stdout and stderr in files (stderr into stdout's
+    file when no err_path is given); stop() ends it with SIGTERM and closes the files."""
+
+    def __init__(self, argv: list[str], out_path: Path, err_path: Path | None = None,
+                 env: dict | None = None) -> None:
+        self.out_path = out_path
+        self.err_path = err_path or out_path
+        self._files = [out_path.open("w")]
+        if err_path is not None:
+            self._files.append(err_path.open("w"))
+        self.proc = subprocess.Popen(argv, env=env, stdout=self._files[0],
+                                     stderr=self._files[-1] if err_path else subprocess.STDOUT,
+                                     text=True)
+
+    def stdout(self) -> str:
+        return self.out_path.read_text()
+
+    def stderr(self) -> str:
+        return self.err_path.read_text()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            return self.proc.wait(timeout=10)
+        finally:
+            for file in self._files:
+                file.close()
+
+
+class Daemon(Background):
     """The stand-in running in the background: its stderr (the logger) and stdout (the
     stdout_output channel) go to files in tmp."""
 
@@ -126,18 +157,11 @@ class Daemon:
         self.tree = tree
         number = len(list(tree.base.glob("falco-*.log")))
         self.log_path = tree.base / f"falco-{number}.log"
-        self.out_path = tree.base / f"falco-{number}.out"
-        self._log = self.log_path.open("w")
-        self._out = self.out_path.open("w")
-        self.proc = subprocess.Popen([sys.executable, str(FALCO), "-c", str(tree.config), *args],
-                                     env=tree.env, stdout=self._out, stderr=self._log,
-                                     text=True)
+        super().__init__([sys.executable, str(FALCO), "-c", str(tree.config), *args],
+                         tree.base / f"falco-{number}.out", self.log_path, env=tree.env)
 
     def log(self) -> str:
         return self.log_path.read_text()
-
-    def stdout(self) -> str:
-        return self.out_path.read_text()
 
     def wait_state(self, predicate=lambda s: True, timeout: float = 15.0) -> dict:
         def ready():
@@ -149,12 +173,3 @@ class Daemon:
 
     def hup(self) -> None:
         self.proc.send_signal(signal.SIGHUP)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            return self.proc.wait(timeout=10)
-        finally:
-            self._log.close()
-            self._out.close()

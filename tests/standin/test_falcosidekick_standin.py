@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from standin_support import ROOT, free_port, wait_for
+from standin_support import ROOT, Background, free_port, wait_for
 from test_siem_receiver import Receiver, call, real_alert
 
 STANDIN = ROOT / "molecule" / "shared" / "standin-falcosidekick" / "falcosidekick"
@@ -30,7 +29,7 @@ ARCHIVE = "falcosidekick_{}_linux_amd64.tar.gz"
 HEADER = ("X-Standin-Test", "forwarded-by-the-stand-in")
 
 
-class Sidekick:
+class Sidekick(Background):
     """The stand-in in the background, its stdout (the journal's accepted lines) and stderr (Go's
     log lines) in tmp."""
 
@@ -40,29 +39,12 @@ class Sidekick:
         self.config = base / "falcosidekick" / "config.yaml"
         self.config.parent.mkdir(parents=True, exist_ok=True)
         self.config.write_text(yaml.safe_dump(config))
-        self.out_path, self.err_path = base / "sidekick.out", base / "sidekick.err"
-        self._out, self._err = self.out_path.open("w"), self.err_path.open("w")
-        self.proc = subprocess.Popen([sys.executable, str(STANDIN), "-c", str(self.config)],
-                                     stdout=self._out, stderr=self._err,
-                                     env={"PYTHONDONTWRITEBYTECODE": "1"})
+        super().__init__([sys.executable, str(STANDIN), "-c", str(self.config)],
+                         base / "sidekick.out", base / "sidekick.err",
+                         env={"PYTHONDONTWRITEBYTECODE": "1"})
         ready = wait_for(lambda: self.proc.poll() is not None or "is up and listening" in
                          self.err_path.read_text(), timeout=10)
         assert ready and self.proc.poll() is None, f"no start:\n{self.err_path.read_text()}"
-
-    def stdout(self) -> str:
-        return self.out_path.read_text()
-
-    def stderr(self) -> str:
-        return self.err_path.read_text()
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=10)
-        finally:
-            self._out.close()
-            self._err.close()
 
 
 @pytest.fixture

@@ -10,15 +10,13 @@ import configparser
 import http.client
 import json
 import re
-import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from standin_support import ROOT, SHARED, free_port, wait_for
+from standin_support import ROOT, SHARED, Background, free_port, wait_for
 
 RECEIVER = ROOT / "molecule" / "forwarding" / "files" / "siem_receiver.py"
 UNIT = ROOT / "molecule" / "forwarding" / "files" / "siem-receiver.service"
@@ -44,19 +42,17 @@ def call(port: int, method: str, path: str, body: bytes | None = None,
         conn.close()
 
 
-class Receiver:
+class Receiver(Background):
     """siem_receiver.py in the background; its record file and output in tmp."""
 
     def __init__(self, base: Path) -> None:
         base.mkdir(parents=True, exist_ok=True)
         self.record = base / "state" / "siem-receiver" / "received.jsonl"
         self.es, self.http, self.syslog = free_port(), free_port(), free_port()
-        self.out = (base / "receiver.out").open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(RECEIVER), "--record", str(self.record),
-             "--es-port", str(self.es), "--http-port", str(self.http),
-             "--syslog-port", str(self.syslog)],
-            stdout=self.out, stderr=subprocess.STDOUT, env={"PYTHONDONTWRITEBYTECODE": "1"})
+        super().__init__([sys.executable, str(RECEIVER), "--record", str(self.record),
+                          "--es-port", str(self.es), "--http-port", str(self.http),
+                          "--syslog-port", str(self.syslog)],
+                         base / "receiver.out", env={"PYTHONDONTWRITEBYTECODE": "1"})
         if not wait_for(self._listening, timeout=10):
             self.stop()
             raise AssertionError("the receiver did not listen: "
@@ -83,14 +79,6 @@ class Receiver:
         found = wait_for(lambda: len(self.records(kind)) >= count, timeout=timeout)
         assert found, f"expected {count} {kind} records, have: {self.records()}"
         return self.records(kind)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=10)
-        finally:
-            self.out.close()
 
 
 @pytest.fixture
