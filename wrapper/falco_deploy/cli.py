@@ -411,6 +411,62 @@ def rules_validate(ctx: click.Context, paths: tuple[str, ...], base: tuple[str, 
     ctx.exit(int(result.exit_code))
 
 
+# --- rules test ----------------------------------------------------------------------------
+
+_RULES_TEST_EXIT_CODES_HELP = """\b
+Exit codes:
+  0  every fixture passed
+  1  a fixture failed (a must-fire event did not fire its rule, a benign
+     event fired one of ours, or an event lacked a field a rule needs),
+     or the rules do not load
+  2  bad usage: a missing or malformed fixture file, a bad rules source
+"""
+
+
+@rules.command("test", epilog=_RULES_TEST_EXIT_CODES_HELP)
+@click.argument("fixtures", nargs=-1, metavar="[FIXTURES...]")
+@click.option("--rules", "rules_sources", multiple=True, metavar="PATH",
+              help="Rules file or folder under test (repeatable; default: the project's rules/ "
+                   "folder). Fixtures' `quiet: true` concerns these rules only.")
+@click.option("--base", "base", multiple=True, metavar="FILE|upstream", default=("upstream",),
+              show_default=True,
+              help="Rules loaded first (repeatable). `upstream`: the official falco_rules.yaml "
+                   "of --falco-version's package, as on a host.")
+@click.option("--falco-version", type=click.Choice(["0.44", "0.40"]), default="0.44",
+              show_default=True, help="Field/event catalogue and upstream rules to load with.")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("-v", "--verbose", is_flag=True,
+              help="Also say, for passing fixtures, which rule alerts with rule_matching: first.")
+@click.option("--project-dir", type=click.Path(file_okay=False), default=None,
+              help="falco-deploy checkout whose rules/ and rules/tests/ are the defaults.")
+@click.pass_context
+def rules_test(ctx: click.Context, fixtures: tuple[str, ...], rules_sources: tuple[str, ...],
+               base: tuple[str, ...], falco_version: str, output: str, verbose: bool,
+               project_dir: str | None) -> None:
+    """Test rule conditions against events, without Falco.
+
+    Each fixture (YAML; default: the project's rules/tests/ folder) gives events field by field -
+    inline, from a Falco JSON alert/event file, or from an `strace -f -yy` recording - and says
+    which rule must fire on them, or that none of the rules under test may. Conditions are
+    evaluated with the validator's parser and Falco's operator semantics; a check on a field an
+    event lacks fails the fixture instead of passing it.
+    """
+    import json
+
+    from falco_deploy.commands import rules_test as command
+
+    result = command.run(command.RulesTestOptions(
+        fixtures=list(fixtures), rules=list(rules_sources), base=list(base),
+        falco_version=falco_version, project_dir=project_dir))
+    if output == "json":
+        doc = result.summary.to_json()
+        doc["falco_version"] = falco_version
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        click.echo(command.render_text(result, verbose))
+    ctx.exit(int(result.exit_code))
+
+
 # --- rules deploy --------------------------------------------------------------------------
 
 _DEPLOY_EXIT_CODES_HELP = """\b
