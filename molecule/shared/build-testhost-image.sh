@@ -16,8 +16,10 @@ if [ "${1:-}" = --docker ]; then
 fi
 image=${1:-falco-deploy-testhost:bookworm}
 # Packages the roles and the stand-in Falco need on a host; python3-yaml lets the stand-in
-# validate rules, docker.io is installed later only on hosts that act as Docker hosts.
-include=systemd,systemd-sysv,dbus,python3,python3-yaml,sudo,procps,iproute2,ca-certificates,gnupg,curl,kmod,bpftool
+# validate rules, docker.io is installed later only on hosts that act as Docker hosts. strace
+# reaches the verify scenario image (tarred from the test host) for
+# scripts/record-scenario-traces.
+include=systemd,systemd-sysv,dbus,python3,python3-yaml,sudo,procps,iproute2,ca-certificates,gnupg,curl,kmod,bpftool,strace
 recipe_hash=$(printf '%s\n' "$include" "$(sed -n '/^# recipe-start/,/^# recipe-end/p' "$0")" | sha256sum | cut -c1-16)
 
 # The variant's recipe: the base image's hash plus its packages; the base recipe is untouched by it.

@@ -53,10 +53,11 @@ class CatalogueError(ValueError):
 # -- the catalogue ------------------------------------------------------------------------------
 
 
-def _strings(value, what: str) -> list[str]:
+def _strings(value, what: str, unique: bool = True) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise CatalogueError(f"{what} must be a list of non-empty strings")
-    return list(dict.fromkeys(value))
+    # a command line keeps its repeated words (`-v a:b -v c:d`); a set of names does not
+    return list(dict.fromkeys(value)) if unique else list(value)
 
 
 def check_catalogue(data, source: str = "scenarios.yml") -> list[dict]:
@@ -91,7 +92,8 @@ def check_catalogue(data, source: str = "scenarios.yml") -> list[dict]:
                 raise CatalogueError(f"{where}.script must be a shell script (a string)")
             techniques = _strings(body.get("techniques", []), f"{where}.techniques")
             rules = _strings(body.get("expected_rules", []), f"{where}.expected_rules")
-            docker_args = _strings(body.get("docker_args", []), f"{where}.docker_args")
+            docker_args = _strings(body.get("docker_args", []), f"{where}.docker_args",
+                                   unique=False)
             bad = [t for t in techniques if not TECHNIQUE.match(t)]
             if bad:
                 raise CatalogueError(f"{where}.techniques: {bad} are not ATT&CK technique ids "
