@@ -46,6 +46,9 @@ _FD_TYPECHARS = {"file": "f", "directory": "d", "ipv4": "4", "ipv6": "6", "unix"
                  "pipe": "p", "event": "e", "signalfd": "s", "eventpoll": "l",
                  "inotify": "i", "timerfd": "t", "netlink": "n", "bpf": "b"}
 
+_ZERO_ON_SUCCESS = frozenset(("setns", "connect", "mount", "umount", "umount2", "bind", "listen",
+                              "unshare", "chroot", "chdir", "fchdir"))
+
 _NUMERIC = frozenset((
     "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "ERRNO", "FD",
     "PID", "SYSCALLID", "SIGTYPE", "RELTIME", "ABSTIME", "PORT", "FLAGS8", "FLAGS16", "FLAGS32",
@@ -254,7 +257,7 @@ def _derivable(key: str, event: dict) -> bool:
         return isinstance(cmd, str) and isinstance(name, str) and (
             cmd == name or cmd.startswith(name + " "))
     if key == "evt.rawres":
-        return event.get("evt.res") == "SUCCESS"
+        return event.get("evt.res") == "SUCCESS" and event.get("evt.type") in _ZERO_ON_SUCCESS
     if key == "fd.typechar":
         return event.get("fd.type") in _FD_TYPECHARS
     return False
@@ -264,7 +267,9 @@ def _derive(key: str, event: dict):
     """Fields that follow exactly from others Falco printed:
     - proc.args: libsinsp builds proc.cmdline as the process name, a blank and the arguments
       joined by blanks (sinsp_threadinfo::populate_cmdline());
-    - evt.rawres: evt.res prints "SUCCESS" for a return value of 0 and only then;
+    - evt.rawres: evt.res prints "SUCCESS" for any return value >= 0; the calls of
+      _ZERO_ON_SUCCESS return exactly 0 when they succeed (their man pages: "On success, zero is
+      returned"), so for them SUCCESS means evt.rawres 0;
     - fd.typechar: one letter per fd.type (sinsp_fdinfo::get_typechar())."""
     if key == "proc.args":
         return event["proc.cmdline"][len(event["proc.name"]) + 1:]

@@ -18,14 +18,17 @@ A fixture file is YAML:
         quiet: true
       - name: events of an strace recording
         strace: {file: traces/nsenter.strace, syscalls: [setns],
-                 context: {container.id: 0123456789ab, container.privileged: true}}
+                 context: {container.id: 0123456789ab, container.privileged: true},
+                 match: {evt.rawres: 0}, unless: {fd.name: /proc/1/ns/net}}
         fires: Namespace Change via setns to Host
 
 Each fixture names its events one way: `event` (one event, field by field), `from` (every line
 of a Falco JSON file - `{"output_fields": {...}}` per line, as Falco writes with json_output -
-whose fields equal all of `where`; a list there means one of its values) or `strace` (the exit of every call of `syscalls` in an
-`strace -f -yy` recording, see strace_events.py). `assume` adds fields an event lacks; it needs
-`because`, which the report shows. Every selected event must meet the expectation:
+whose fields equal all of `where`; a list there means one of its values) or `strace` (the exit
+of every call of `syscalls` in an `strace -f -yy` recording, see strace_events.py;
+`match`/`unless` keep or drop events by field values; `context` may name an entry of the file's
+`contexts`). `assume` adds fields an event lacks; it needs `because`, which the report shows.
+Every selected event must meet the expectation:
 - `fires: RULE` (or a list): each named rule matches the event; the rule may be ours or
   upstream's (with `rule_matching: first` the earlier rule takes the event, and the report says
   which rule would alert);
@@ -46,7 +49,7 @@ from .evaluate import RuleSet
 
 FIXTURE_KEYS = frozenset(("name", "technique", "variant", "event", "from", "strace", "assume",
                           "because", "fires", "quiet", "source"))
-FILE_KEYS = frozenset(("events", "with_rules", "fixtures"))
+FILE_KEYS = frozenset(("events", "with_rules", "contexts", "fixtures"))
 
 
 class FixtureError(Exception):
@@ -178,10 +181,16 @@ def load_file(path: str) -> list[Fixture]:
             spec = item["strace"]
             if not isinstance(spec, dict) or not spec.get("file") or not spec.get("syscalls"):
                 raise FixtureError(f"{where}: `strace` needs `file` and `syscalls`")
+            context = spec.get("context") or {}
+            if isinstance(context, str):
+                named = (doc.get("contexts") or {}).get(context)
+                if not isinstance(named, dict):
+                    raise FixtureError(f"{where}: no context named {context!r} in `contexts`")
+                context = named
             try:
                 events = events_from_strace(os.path.join(here, spec["file"]),
-                                            spec["syscalls"], spec.get("context") or {},
-                                            spec.get("match") or {})
+                                            spec["syscalls"], context, spec.get("match") or {},
+                                            spec.get("unless") or {})
             except (OSError, StraceError) as e:
                 raise FixtureError(f"{where}: {e}") from None
             if not events:
