@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import datetime, timezone
 
-from install_events import failed, ok, recorded, report, skipped, task_start, unreachable
+from install_events import (
+    failed,
+    ok,
+    recorded,
+    report,
+    skipped,
+    start,
+    stats,
+    task_start,
+    unreachable,
+)
 
 from falco_deploy import render
 from falco_deploy.results import EventCollector, RunResult
@@ -95,7 +106,7 @@ def plain_progress(events, verbosity=0) -> list[str]:
     return out.getvalue().splitlines()
 
 
-def test_plain_progress_one_line_per_host_event():
+def test_plain_progress_verbose_has_one_line_per_task_event():
     lines = plain_progress([
         task_start("Install package"),
         ok("a", "Install package", changed=True),
@@ -105,15 +116,73 @@ def test_plain_progress_one_line_per_host_event():
         unreachable("d", "Install package", "Task failed: ssh: refused"),
         skipped("a", "Mask unit"),
         report("a"),
-    ])
+    ], verbosity=1)
     assert lines == [
         "a | changed | Install package",
         "b | ok | Install package",
         "c | failed | Install package | No package matching 'falco'",
         "a | failed (ignored) | Probe",
         "d | unreachable | Install package | ssh: refused",
+        "a | skipped | Mask unit",
         "a | ok | Report the result",
     ]
+
+
+def _role_start(host, role, task, action="ansible.builtin.command"):
+    event = start(host, task)
+    event["event_data"].update(role=role, task_action=action)
+    return event
+
+
+def test_plain_progress_says_each_change_of_a_hosts_state_once():
+    lines = plain_progress([
+        _role_start("a", "falco_preflight", "Validating arguments against arg spec 'main' - x",
+                    "ansible.builtin.validate_argument_spec"),
+        ok("a", "Validating arguments against arg spec 'main' - x"),
+        _role_start("a", "falco_preflight", "Probe the kernel"),
+        ok("a", "Probe the kernel"),
+        _role_start("b", "falco_preflight", "Probe the kernel"),
+        ok("b", "Probe the kernel"),
+        _role_start("a", "falco_preflight", "Evaluate the probe", "ansible.builtin.set_fact"),
+        _role_start("a", "falco_package", "Install falco"),
+        ok("a", "Install falco", changed=True),
+        _role_start("b", "falco_package", "Install falco"),
+        failed("b", "Install falco", "No package matching 'falco'"),
+        failed("a", "Probe", "nope", ignore_errors=True),
+        skipped("a", "Mask unit"),
+        report("a"),
+        stats(ok={"a": 4, "b": 1}, failures={"b": 1}),
+    ])
+    assert lines == [
+        "a | started",
+        "a | step | falco_preflight",
+        "b | started",
+        "b | step | falco_preflight",
+        "a | step | falco_package",
+        "b | step | falco_package",
+        "b | failed | Install falco | No package matching 'falco'",
+        "a | done | installed",
+        "b | done | failed",
+    ]
+
+
+def test_plain_progress_of_a_real_install_is_a_handful_of_lines_per_host():
+    # a real `falco-deploy install` on three hosts (one installed, one skipped by preflight,
+    # one failing): ~150 events, of which a reader needs the state changes and the reasons
+    lines = plain_progress(recorded("install_events_roles.json"))
+    assert "\x1b[" not in "\n".join(lines)
+    per_host = {}
+    for line in lines:
+        per_host.setdefault(line.split(" | ")[0], []).append(line)
+    assert set(per_host) == {"host-ok", "host-nobtf", "host-gone"}
+    assert all(len(host_lines) <= 8 for host_lines in per_host.values()), per_host
+    assert not any("Validating arguments" in line for line in lines)
+    # no per-task lines: only started, step, failed/unreachable and done
+    assert {line.split(" | ")[1] for line in lines} <= {"started", "step", "failed", "done"}
+    failure = [line for line in per_host["host-gone"] if " | failed | " in line]
+    assert failure and failure[0].split(" | ", 3)[3], failure  # the reason is on the line
+    assert per_host["host-nobtf"][-1].startswith("host-nobtf | done | skipped | ")
+    assert "btf" in per_host["host-nobtf"][-1].lower()
 
 
 def test_plain_progress_shows_skips_when_verbose():
@@ -121,19 +190,71 @@ def test_plain_progress_shows_skips_when_verbose():
         "a | skipped | Mask unit"]
 
 
-def test_live_progress_table_tracks_counters():
-    collector = EventCollector()
-    for event in [task_start("Install package"), ok("a", "Install package", changed=True),
-                  failed("b", "Install package", "boom")]:
-        collector.feed(event)
+def table_text(collector, rows=None, now=100.0, width=140) -> str:
     out = io.StringIO()
-    console = render.Console(file=out, width=100, no_color=True)
-    console.print(render._progress_table(collector))
-    text = out.getvalue()
-    assert "Install package" in text
-    line_a = next(line for line in text.splitlines() if line.strip().startswith("a "))
-    assert [c.strip() for c in line_a.split("│")][2:] == ["1", "1", "0", "0"]
-    assert "failed" in next(line for line in text.splitlines() if line.strip().startswith("b "))
+    console = render.Console(file=out, width=width, no_color=True)
+    console.print(render._progress_table(collector, rows, now))
+    return out.getvalue()
+
+
+def test_live_progress_table_has_one_row_per_host_with_its_step_counters_and_time():
+    collector = EventCollector()
+    events = [_role_start("a", "falco_package", "Install falco"), ok("a", "Install falco",
+              changed=True), _role_start("b", "falco_package", "Install falco"),
+              failed("b", "Install falco", "boom")]
+    progress = render.Progress(render.Console(file=io.StringIO()), live=False,
+                               clock=iter([10.0, 11.0, 12.0, 13.0]).__next__)
+    for event in events:
+        collector.feed(event)
+        progress(event, collector)
+    text = table_text(collector, progress.rows, now=75.0)
+    line_a = next(line for line in text.splitlines() if " a " in line)
+    assert "falco_package: Install falco" in line_a
+    assert [c.strip() for c in line_a.split("│")][3:] == ["1", "1", "0", "0", "1:05"]
+    line_b = next(line for line in text.splitlines() if " b " in line)
+    assert "failed: Install falco: boom" in line_b and "✗" in line_b
+    assert line_b.rstrip().endswith("0:01")  # its clock stopped when it failed
+
+
+def test_live_progress_finished_rows_keep_their_verdict():
+    collector = EventCollector()
+    collector.expect_hosts(["a", "c"], "not reached")
+    for event in [ok("a", "Install", changed=True), report("a")]:
+        collector.feed(event)
+    text = table_text(collector)
+    assert "✓" in text and "installed" in text
+    assert "waiting" in next(line for line in text.splitlines() if " c " in line)
+
+
+def test_live_progress_is_compact_above_thirty_hosts():
+    collector = EventCollector()
+    names = [f"h{i:02d}" for i in range(40)]
+    for name in names[:30]:
+        collector.feed(ok(name, "Install"))
+        collector.feed(report(name))
+    for name in names[30:38]:
+        collector.feed(ok(name, "Install"))
+    collector.feed(failed(names[38], "Install", "boom"))
+    collector.expect_hosts(names, "not reached")
+    text = table_text(collector)
+    listed = {n for n in names if f" {n} " in text}
+    assert listed == set(names[30:39])  # the running and the failed hosts only
+    assert "30 done · 8 running · 1 waiting · 1 failed" in text
+
+
+def test_live_progress_leaves_its_last_frame_on_screen():
+    out = io.StringIO()
+    console = render.Console(file=out, force_terminal=True, width=120, no_color=True)
+    collector = EventCollector()
+    with render.Progress(console) as progress:
+        for event in [_role_start("a", "falco_package", "Install falco"),
+                      ok("a", "Install falco", changed=True), report("a")]:
+            collector.feed(event)
+            progress(event, collector)
+    # not transient: after the view stops, its last frame is the last thing on screen
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
+    last = [line for line in plain.splitlines() if line.strip()][-1]
+    assert "✓" in last and " a " in last and "installed" in last, last
 
 
 def test_json_is_the_envelope_only():
@@ -147,7 +268,7 @@ def test_json_is_the_envelope_only():
 def test_plain_lines_are_never_wrapped():
     msg = "python3-apt must be installed to use check mode. " + "x" * 200
     lines = plain_progress([failed("a", "Install gpg", msg)])
-    assert lines == [f"a | failed | Install gpg | {msg}"]
+    assert lines == ["a | started", f"a | failed | Install gpg | {msg}"]
 
 
 def test_live_progress_keeps_failures_above_the_table():

@@ -126,7 +126,8 @@ def _ansible_options(check: bool = True) -> Callable[[Callable[..., Any]], Calla
                      help="Keep this run's ansible-runner artifacts here (default: "
                           "$XDG_STATE_HOME/falco-deploy/runs/<UTC time>-<command>)."),
         click.option("-v", "--verbose", "verbosity", count=True,
-                     help="Ansible verbosity, recorded in the artifacts' stdout (repeatable)."),
+                     help="Ansible verbosity, recorded in the artifacts' stdout (repeatable); "
+                          "without a terminal it also prints a line per task."),
         # ansible-playbook's own options, passed through unchanged.
         click.option("--user", "-u", "remote_user", metavar="USER",
                      help="Connect as this user (ansible-playbook -u)."),

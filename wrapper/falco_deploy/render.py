@@ -1,18 +1,21 @@
 """Progress while a run goes on and the summary after it (rich), or the JSON envelope.
 
-Progress is live per-host on a terminal and one plain line per host event otherwise, so CI logs
-stay readable. In JSON mode stdout carries only the envelope; progress goes to stderr.
+Progress is one live row per host on a terminal, and a few plain lines per host otherwise (one
+per change of its state), so CI logs stay readable at fleet scale. In JSON mode stdout carries
+only the envelope; progress goes to stderr.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import IO, Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
+from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
@@ -73,25 +76,135 @@ def _line(console: Console, text: str) -> None:
     console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-def _progress_table(collector: EventCollector) -> Table:
-    table = Table(title=f"[dim]{escape(collector.current_task)}[/]" if collector.current_task
-                  else None, expand=False, show_edge=False)
-    table.add_column("host")
-    table.add_column("task")
+# Tasks that are the run's bookkeeping, not a step of the host's work: role argument checks,
+# variable plumbing, includes. They count in the recap but never become a host's "step".
+_BOOKKEEPING_ACTIONS = frozenset(
+    f"{prefix}{name}" for prefix in ("", "ansible.builtin.", "ansible.legacy.")
+    for name in ("validate_argument_spec", "meta", "set_fact", "include_tasks", "import_tasks",
+                 "include_role", "import_role", "include_vars", "add_host", "group_by"))
+_ARG_SPEC_TASK = "Validating arguments against arg spec"
+# Above this many hosts the live view shows counts per state and only the running and failed
+# hosts' rows: 30 rows still fit a terminal, a fleet does not.
+COMPACT_ABOVE = 30
+
+
+def is_bookkeeping(data: dict[str, Any]) -> bool:
+    return (str(data.get("task_action") or "") in _BOOKKEEPING_ACTIONS
+            or str(data.get("task") or "").startswith(_ARG_SPEC_TASK))
+
+
+class _Row:
+    """What the progress view keeps of a host beyond the collector's state."""
+
+    __slots__ = ("started", "ended", "step", "stage", "done_said")
+
+    def __init__(self) -> None:
+        self.started: float | None = None
+        self.ended: float | None = None
+        self.step = ""  # "role: task" of the last real task started
+        self.stage = ""  # the role (or play) it belongs to: a plain line when it changes
+        self.done_said = False
+
+
+def _elapsed(row: _Row, now: float) -> str:
+    if row.started is None:
+        return ""
+    seconds = int((row.ended if row.ended is not None else now) - row.started)
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _host_phase(host: HostState, row: _Row) -> str:
+    """waiting, running, or the host's end: failed, unreachable, or its reported status."""
+    if host.unreachable:
+        return "unreachable"
+    if host.counts.failed:
+        return "failed"
+    if host.report is not None:
+        return str(host.report.get("status") or "done")
+    if row.ended is not None:
+        return "done"
+    c = host.counts
+    seen = row.started is not None or host.current_task or c.ok or c.changed or c.skipped
+    return "running" if seen else "waiting"
+
+
+_GOOD_PHASES = ("ok", "done", "changed", "unchanged", "installed", "configured", "removed",
+                "deployed", "in sync", "verified")
+
+
+def _mark(phase: str):
+    if phase == "running":
+        return Spinner("dots", style="cyan")
+    if phase == "waiting":
+        return Text("·", style="dim")
+    if phase in ("failed", "unreachable"):
+        return Text("✗", style="bold red")
+    if phase == "skipped":
+        return Text("–", style="yellow")
+    return Text("✓", style="green")
+
+
+def _verdict_text(collector: EventCollector, host: HostState, phase: str) -> str:
+    """A finished host's verdict as the summary will say it ("installed", "would change",
+    "skipped: <reason>"), from the result the host reported."""
+    if host.report is None:
+        return phase
+    try:
+        result = collector.result_for(host)
+    except Exception:  # a report the summary will flag; progress just shows the status
+        return phase
+    return result.verdict.value + (f": {result.reason}" if result.reason else "")
+
+
+def _counts_line(phases: list[str]) -> str:
+    order = ["running", "waiting", "failed", "unreachable", "skipped"]
+    counts: dict[str, int] = {}
+    for phase in phases:
+        key = phase if phase in order else "done"
+        counts[key] = counts.get(key, 0) + 1
+    return " · ".join(f"{counts[k]} {k}" for k in ["done", *order] if counts.get(k))
+
+
+def _progress_table(collector: EventCollector, rows: dict[str, _Row] | None = None,
+                    now: float | None = None) -> Table:
+    """One row per host: mark, host, step (or the end, with a failure's reason), counters,
+    elapsed time. Above COMPACT_ABOVE hosts only running and failed hosts get a row, under a
+    caption that counts the hosts per state."""
+    rows = rows if rows is not None else {}
+    now = time.monotonic() if now is None else now
+    hosts = list(collector.hosts.values())
+    phases = {h.name: _host_phase(h, rows.get(h.name) or _Row()) for h in hosts}
+    compact = len(hosts) > COMPACT_ABOVE
+    table = Table(title=(f"[dim]{escape(collector.current_task)}[/]" if collector.current_task
+                         and not compact else None),
+                  caption=_counts_line(list(phases.values())) if compact else None,
+                  expand=False, show_edge=False)
+    table.add_column("", width=1)
+    table.add_column("host", no_wrap=True)
+    table.add_column("step", no_wrap=True, overflow="ellipsis", max_width=72)
     for col in ("ok", "changed", "failed", "skipped"):
         table.add_column(col, justify="right")
-    for host in list(collector.hosts.values()):
+    table.add_column("time", justify="right")
+    for host in hosts:
+        phase = phases[host.name]
+        if compact and phase not in ("running", "failed", "unreachable"):
+            continue
+        row = rows.get(host.name) or _Row()
+        if phase == "failed":
+            step = f"[red]failed: {escape(host.failure)}[/]"
+        elif phase == "unreachable":
+            step = f"[red]unreachable: {escape(host.unreachable)}[/]"
+        elif phase == "running":
+            step = escape(row.step or host.current_task)
+        elif phase == "waiting":
+            step = "[dim]waiting[/]"
+        else:
+            step = escape(_verdict_text(collector, host, phase))
         c = host.counts
-        state = host.state
-        if state in ("failed", "unreachable"):
-            task = f"[red]{state}[/]"
-        elif state == "running":
-            task = escape(host.current_task)
-        else:  # the host reported its result: ok (done) or skipped
-            task = "done" if state == "ok" else escape(state)
-        table.add_row(escape(host.name), task, str(c.ok),
+        table.add_row(_mark(phase), escape(host.name), step, str(c.ok),
                       f"[yellow]{c.changed}[/]" if c.changed else "0",
-                      f"[red]{c.failed}[/]" if c.failed else "0", str(c.skipped))
+                      f"[red]{c.failed}[/]" if c.failed else "0", str(c.skipped),
+                      _elapsed(row, now))
     return table
 
 
@@ -124,49 +237,122 @@ def plain_line(event: dict[str, Any], host: HostState | None) -> str | None:
 
 
 class Progress:
-    """Receives (event, collector) from any Ansible-backed command and draws progress."""
+    """Receives (event, collector) from any Ansible-backed command and draws progress.
 
-    def __init__(self, console: Console, live: bool | None = None, verbosity: int = 0) -> None:
+    On a terminal: a live table, one row per host updated in place (rich's Live; the last frame
+    stays on screen, also after Ctrl-C). Otherwise a few plain lines per host, one per change
+    of state: started, a new stage (role), failed or unreachable with the reason, done with its
+    status. `-v` adds a line per task (and per skipped task), as ansible prints them."""
+
+    def __init__(self, console: Console, live: bool | None = None, verbosity: int = 0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.console = console
         self.live_mode = console.is_terminal if live is None else live
         self.verbosity = verbosity
+        self.clock = clock
+        self.rows: dict[str, _Row] = {}
         self._live: Live | None = None
+        self._collector: EventCollector | None = None
 
     def __enter__(self) -> Progress:
         if self.live_mode:
             self._live = Live(Text("starting ansible-playbook ..."), console=self.console,
-                              refresh_per_second=8, transient=True)
+                              refresh_per_second=8, transient=False,
+                              get_renderable=self._frame)
             self._live.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._live is not None:
+            if self._collector is not None:
+                self._finish_all(self.clock())
+            self._live.refresh()
             self._live.__exit__(None, None, None)
             self._live = None
 
+    def _frame(self):
+        if self._collector is None or not self._collector.hosts:
+            return Text("starting ansible-playbook ...")
+        return _progress_table(self._collector, self.rows, self.clock())
+
+    def _row(self, name: str, now: float) -> tuple[_Row, bool]:
+        row = self.rows.get(name)
+        if row is None:
+            row = self.rows[name] = _Row()
+        first = row.started is None
+        if first:
+            row.started = now
+        return row, first
+
+    def _finish_all(self, now: float) -> None:
+        for row in self.rows.values():
+            if row.started is not None and row.ended is None:
+                row.ended = now
+
     def __call__(self, event: dict[str, Any], collector: EventCollector) -> None:
+        self._collector = collector
         kind = event.get("event", "")
         data = event.get("event_data") or {}
-        host = collector.hosts.get(data.get("host") or "")
+        name = data.get("host") or ""
+        host = collector.hosts.get(name)
         if kind == "runner_on_file_diff":
             self._diff(event, data)
             return
+        now = self.clock()
+        said: list[str] = []
+        if kind == "playbook_on_stats":
+            for h in collector.hosts.values():
+                row = self.rows.get(h.name)
+                if row is not None and row.started is not None and not row.done_said:
+                    row.ended = row.ended or now
+                    row.done_said = True
+                    said.append(self._done_line(collector, h, row))
+        elif host is not None and kind.startswith("runner_on_"):
+            row, first = self._row(name, now)
+            if first:
+                said.append(f"{name} | started")
+            if kind == "runner_on_start" and not is_bookkeeping(data):
+                role = str(data.get("role") or "")
+                task = str(data.get("task") or "")
+                row.step = f"{role}: {task}" if role else task
+                stage = role or str(data.get("play") or "")
+                if stage and stage != row.stage:
+                    row.stage = stage
+                    said.append(f"{name} | step | {stage}")
+            phase = _host_phase(host, row)
+            if phase in ("failed", "unreachable"):
+                row.ended = row.ended or now
+            if host.report is not None and not row.done_said and phase not in (
+                    "failed", "unreachable"):
+                row.ended = row.ended or now
+                row.done_said = True
+                said.append(self._done_line(collector, host, row))
         line = plain_line(event, host)
+        trouble = line is not None and (kind == "runner_on_unreachable" or (
+            kind == "runner_on_failed" and not data.get("ignore_errors")))
         if self._live is not None:
-            if kind.startswith(("runner_on_", "playbook_on_task_start",
-                                "playbook_on_handler_task_start")):
-                self._live.update(_progress_table(collector))
-            # The table vanishes when the summary comes; what went wrong stays above it.
-            if line is not None and (kind == "runner_on_unreachable" or (
-                    kind == "runner_on_failed" and not data.get("ignore_errors"))):
+            self._live.refresh()
+            # The reason is in the host's row; the whole line also stays above the table.
+            if trouble:
                 self._live.console.print(line, markup=False, highlight=False, style="red")
             return
-        # Skipped tasks are most of a run's events and rarely news; -v shows them.
-        if kind == "runner_on_skipped" and self.verbosity < 1:
+        if self.verbosity >= 1:
+            # ansible's per-task lines, as before: every task, skipped ones included
+            if line is not None:
+                _line(self.console, line)
             return
-        if line is not None:
+        for text in said:
+            _line(self.console, text)
+        if trouble:
             _line(self.console, line)
 
+    @staticmethod
+    def _done_line(collector: EventCollector, host: HostState, row: _Row) -> str:
+        phase = _host_phase(host, row)
+        if phase in ("failed", "unreachable"):
+            return f"{host.name} | done | {phase}"
+        return f"{host.name} | done | " + _verdict_text(collector, host, phase).replace(
+            ": ", " | ", 1)
 
     def _diff(self, event: dict[str, Any], data: dict[str, Any]) -> None:
         """--diff: ansible's own rendering of a changed (or, under --check, would-change) file,
