@@ -115,12 +115,9 @@ def _elapsed(row: _Row, now: float) -> str:
 
 def _host_phase(host: HostState, row: _Row) -> str:
     """waiting, running, or the host's end: failed, unreachable, or its reported status."""
-    if host.unreachable:
-        return "unreachable"
-    if host.counts.failed:
-        return "failed"
-    if host.report is not None:
-        return str(host.report.get("status") or "done")
+    phase = host.state
+    if phase != "running":
+        return phase
     if row.ended is not None:
         return "done"
     c = host.counts

@@ -163,22 +163,17 @@ class _Eval:
 
     def node(self, n) -> bool | None:
         tag = n[0]
-        if tag == "and":
+        if tag == "and" or tag == "or":
+            # Kleene logic: one decisive child (false for and, true for or) settles it, an
+            # unknown one leaves it unknown unless another settles it
+            decisive = tag == "or"
             unknown = False
             for child in n[1]:
                 r = self.node(child)
-                if r is False:
-                    return False
+                if r is decisive:
+                    return decisive
                 unknown |= r is None
-            return None if unknown else True
-        if tag == "or":
-            unknown = False
-            for child in n[1]:
-                r = self.node(child)
-                if r is True:
-                    return True
-                unknown |= r is None
-            return None if unknown else False
+            return None if unknown else not decisive
         if tag == "not":
             r = self.node(n[1])
             return None if r is None else not r
