@@ -125,10 +125,6 @@ def _host_phase(host: HostState, row: _Row) -> str:
     return "running" if seen else "waiting"
 
 
-_GOOD_PHASES = ("ok", "done", "changed", "unchanged", "installed", "configured", "removed",
-                "deployed", "in sync", "verified")
-
-
 def _mark(phase: str):
     if phase == "running":
         return Spinner("dots", style="cyan")

@@ -75,7 +75,6 @@ class EventResult:
     problems: list[str]
     first: str  # the first rule in load order that matches ("" when none does)
     undecided: list[str]  # rules before `first` the event cannot decide (fields missing)
-    matched_ours: list[str]
 
 
 @dataclass
@@ -239,7 +238,6 @@ def run_fixture(rs: RuleSet, ours: list, fx: Fixture) -> FixtureResult:
                                 + ", ".join(sorted(o.missing | o.unmodelled)))
             elif not o.matched:
                 problems.append(f"{name}: did not match")
-        matched_ours = [n for n in our_names if outcomes[n].matched]
         if fx.quiet:
             for n in sorted(our_names):
                 o = outcomes[n]
@@ -258,8 +256,7 @@ def run_fixture(rs: RuleSet, ours: list, fx: Fixture) -> FixtureResult:
                 break
             if m is None:
                 undecided.append(r.name)
-        results.append(EventResult(not problems, problems, first, undecided,
-                                   sorted(matched_ours)))
+        results.append(EventResult(not problems, problems, first, undecided))
     return FixtureResult(fx, results)
 
 
