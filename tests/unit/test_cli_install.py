@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_project import fake_project, hosts_inventory
 from click.testing import CliRunner
 from install_events import ok, recorded, report
 
@@ -18,18 +19,12 @@ from known_secrets import BECOME_PASSWORD, VAULT_ID_PASSWORD, VAULT_PASSWORD
 
 @pytest.fixture
 def project(tmp_path):
-    root = tmp_path / "project"
-    (root / "playbooks").mkdir(parents=True)
-    (root / "roles").mkdir()
-    (root / "playbooks" / "install.yml").write_text("- hosts: all\n")
-    return root
+    return fake_project(tmp_path, "install")
 
 
 @pytest.fixture
 def inventory(tmp_path):
-    path = tmp_path / "hosts.yml"
-    path.write_text("all:\n  hosts:\n    h1:\n")
-    return path
+    return hosts_inventory(tmp_path, "h1")
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_project import fake_project, hosts_inventory
 from click.testing import CliRunner
 from install_events import failed, ok, start, stats
 from rules_events import RELEASE_OLD, rules_report
@@ -46,21 +47,15 @@ NEEDS_BASE = GOOD_RULE
 
 @pytest.fixture
 def project(tmp_path):
-    root = tmp_path / "project"
-    (root / "playbooks").mkdir(parents=True)
-    (root / "roles").mkdir()
+    root = fake_project(tmp_path, "rules_deploy", "rollback", "status")
     (root / "rules").mkdir()
     (root / "rules" / "project_rules.yaml").write_text(GOOD_RULE)
-    for name in ("rules_deploy", "rollback", "status"):
-        (root / "playbooks" / f"{name}.yml").write_text("- hosts: all\n")
     return root
 
 
 @pytest.fixture
 def inventory(tmp_path):
-    path = tmp_path / "hosts.yml"
-    path.write_text("all:\n  hosts:\n    a:\n    b:\n    c:\n")
-    return path
+    return hosts_inventory(tmp_path, "a", "b", "c")
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from cli_project import fake_project, hosts_inventory
 from click.testing import CliRunner
 from install_events import ok, stats
 from test_cli_install import FakeRunner
@@ -19,18 +20,12 @@ PLAN = ["stop falco-modern-bpf.service", "remove /etc/falco/rules.d", "purge pac
 
 @pytest.fixture
 def project(tmp_path):
-    root = tmp_path / "project"
-    (root / "playbooks").mkdir(parents=True)
-    (root / "roles").mkdir()
-    (root / "playbooks" / "uninstall.yml").write_text("- hosts: all\n")
-    return root
+    return fake_project(tmp_path, "uninstall")
 
 
 @pytest.fixture
 def inventory(tmp_path):
-    path = tmp_path / "hosts.yml"
-    path.write_text("all:\n  hosts:\n    a:\n    b:\n")
-    return path
+    return hosts_inventory(tmp_path, "a", "b")
 
 
 @pytest.fixture(autouse=True)

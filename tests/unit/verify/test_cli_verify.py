@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from cli_project import hosts_inventory
 from click.testing import CliRunner
 from verify_support import JUDGE, RUN_ID, recorded_runs
 
@@ -24,9 +25,7 @@ ATTACKS = ["release_agent", "nsenter", "privileged_mount", "docker_sock", "rever
 
 @pytest.fixture
 def inventory(tmp_path):
-    path = tmp_path / "hosts.yml"
-    path.write_text("all:\n  hosts:\n    vm:\n")
-    return path
+    return hosts_inventory(tmp_path, "vm")
 
 
 @pytest.fixture(autouse=True)
