@@ -24,8 +24,8 @@ RULES_SUFFIXES = (".yaml", ".yml")
 # such as /dev/zero cannot exhaust memory.
 MAX_FILE_BYTES = 4 * 1024 * 1024
 
-__all__ = ["FALCO_VERSIONS", "FileResult", "Report", "expand_paths", "load_text",
-           "source_problem", "validate"]
+__all__ = ["FALCO_VERSIONS", "FileResult", "Report", "expand_paths", "load_engine",
+           "load_text", "source_problem", "validate"]
 
 
 def source_problem(path) -> str | None:
@@ -93,6 +93,11 @@ def _read_error(name: str, code: str, msg: str) -> FileResult:
 
 def validate(paths, base=(), falco_version: str = "0.44") -> Report:
     """Load `base` then `paths` into one engine, in order, like `falco -V b1 -V p1 ...`."""
+    return load_engine(paths, base, falco_version)[1]
+
+
+def load_engine(paths, base=(), falco_version: str = "0.44") -> tuple[Engine, Report]:
+    """The engine with `base` then `paths` loaded, and the validation report of that load."""
     if falco_version not in FALCO_VERSIONS:
         raise ValueError(f"unsupported Falco version {falco_version!r} "
                          f"(one of {', '.join(FALCO_VERSIONS)})")
@@ -131,8 +136,8 @@ def validate(paths, base=(), falco_version: str = "0.44") -> Report:
         # on failure Falco stops there (run_result::fatal) and prints no results.
         fatal = engine.plugin_requirements_error()
         if fatal is not None:
-            return Report(results, fatal)
-    return Report(results)
+            return engine, Report(results, fatal)
+    return engine, Report(results)
 
 
 def load_text(engine: Engine, name: str, text: str) -> FileResult:

@@ -30,13 +30,12 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import operator
 import os
 from dataclasses import dataclass, field
 
-from . import expand_paths, load_text
+from . import expand_paths, load_engine
 from . import values as V
-from .catalog import load as load_catalog
-from .loader import Engine
 
 # upstream's never_true macro is (evt.num=0): libsinsp numbers the events it reads from 1, so a
 # fixture that does not give evt.num still never matches it.
@@ -67,10 +66,7 @@ class RulesLoadError(Exception):
 @dataclass
 class Rule:
     name: str
-    index: int
     ast: object
-    tags: tuple[str, ...]
-    priority: int
     file: str  # the file that defined the rule
 
 
@@ -89,24 +85,12 @@ class RuleSet:
 
     def __init__(self, paths, base=(), falco_version: str = "0.44") -> None:
         from .compiler import Compiler
-        from .results import Report
 
-        catalog = load_catalog(falco_version)
-        engine = Engine(catalog)
-        results = []
-        files = []
-        for path, problem in expand_paths(list(base) + list(paths)):
-            if problem:
-                raise RulesLoadError(f"{path}: {problem}")
-            with open(path, encoding="utf-8") as fh:
-                results.append(load_text(engine, path, fh.read()))
-            files.append(path)
-        report = Report(results)
+        engine, report = load_engine(paths, base, falco_version)
         if not report.ok:
             raise RulesLoadError(report.to_text())
-        self.catalog = catalog
+        self.catalog = engine.catalog
         self.plugins = frozenset(engine.plugins)
-        self.base_files = [f for f, _ in expand_paths(list(base))]
         compiler = Compiler(engine)
         compiler.compile_lists()
         compiler.compile_macros()
@@ -119,8 +103,7 @@ class RuleSet:
             if info.exceptions:
                 condition = compiler.build_exceptions(info.exceptions, condition)
             ast = compiler.parse_condition(condition, info.cond_ctx)
-            self.rules.append(Rule(info.name, info.index, ast, tuple(sorted(info.tags)),
-                                   info.priority, info.ctx.name if info.ctx else ""))
+            self.rules.append(Rule(info.name, ast, info.ctx.name if info.ctx else ""))
         self.by_name = {r.name: r for r in self.rules}
         self._types: dict[tuple, str] = {}
 
@@ -348,29 +331,22 @@ def _render(v) -> str:
     return str(v)
 
 
+# equality and ordering, the same for numbers and for strings (flt_compare_numeric(), and
+# strcmp() in flt_compare_string())
+_ORDER = {"=": operator.eq, "==": operator.eq, "!=": operator.ne, "<": operator.lt,
+          "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
 def _num_op(op: str, a: int, b: int) -> bool:
-    if op in ("=", "=="):
-        return a == b
-    if op == "!=":
-        return a != b
-    if op == "<":
-        return a < b
-    if op == "<=":
-        return a <= b
-    if op == ">":
-        return a > b
-    if op == ">=":
-        return a >= b
-    return False
+    compare = _ORDER.get(op)
+    return compare(a, b) if compare else False
 
 
 def _compare_str(op: str, s: str, c: str) -> bool:
     # values are C strings in libsinsp: nothing after a NUL
     s, c = s.split("\0", 1)[0], c.split("\0", 1)[0]
-    if op in ("=", "=="):
-        return s == c
-    if op == "!=":
-        return s != c
+    if op in _ORDER:
+        return _ORDER[op](s, c)
     if op == "contains":
         return c in s
     if op == "icontains":
@@ -383,12 +359,4 @@ def _compare_str(op: str, s: str, c: str) -> bool:
         return fnmatch.fnmatchcase(s, c)
     if op == "iglob":
         return fnmatch.fnmatchcase(s.lower(), c.lower())
-    if op == "<":
-        return s < c
-    if op == "<=":
-        return s <= c
-    if op == ">":
-        return s > c
-    if op == ">=":
-        return s >= c
     return False

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from .evaluate import RuleSet
+from .strace_events import StraceError, events_from_strace, selected
 
 FIXTURE_KEYS = frozenset(("name", "technique", "variant", "event", "from", "strace", "assume",
                           "because", "fires", "quiet", "source"))
@@ -105,22 +106,8 @@ def _read_jsonl(path: str) -> list[dict]:
     return out
 
 
-def _selected(event: dict, where: dict) -> bool:
-    """Every field of `where` equals the event's (a list: one of its values)."""
-    for k, want in where.items():
-        if k not in event:
-            return False
-        if isinstance(want, list) and event[k] not in want:
-            return False
-        if not isinstance(want, list) and event[k] != want:
-            return False
-    return True
-
-
 def load_file(path: str) -> list[Fixture]:
     """The fixtures of one file; FixtureError for anything malformed."""
-    from .strace_events import StraceError, events_from_strace
-
     try:
         with open(path, encoding="utf-8") as fh:
             doc = yaml.safe_load(fh)
@@ -173,7 +160,7 @@ def load_file(path: str) -> list[Fixture]:
                 except OSError as e:
                     raise FixtureError(f"{where}: {file}: {e.strerror or e}") from None
             cond = spec["where"]
-            events = [dict(e) for e in cache[file] if _selected(e, cond)]
+            events = [dict(e) for e in cache[file] if selected(e, cond)]
             if not events:
                 raise FixtureError(f"{where}: no event of {file} has {cond}")
         else:

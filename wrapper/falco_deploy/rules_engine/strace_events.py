@@ -272,7 +272,7 @@ def _parents(lines) -> tuple[dict[int, int], dict[int, int]]:
     return parents, vpids
 
 
-def _selected(event: dict, where: dict) -> bool:
+def selected(event: dict, where: dict) -> bool:
     """Every field of `where` equals the event's (a list: one of its values)."""
     for k, want in where.items():
         if k not in event:
@@ -368,6 +368,6 @@ def events_from_strace(path: str, syscalls, context: dict, match: dict,
             if k not in ("unix_peer_path", "exe_realpath", "init_pid"):
                 ev[k] = v
         drop = unless if isinstance(unless, list) else [unless] if unless else []
-        if _selected(ev, match) and not any(_selected(ev, u) for u in drop):
+        if selected(ev, match) and not any(selected(ev, u) for u in drop):
             events.append(ev)
     return events
