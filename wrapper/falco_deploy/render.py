@@ -324,7 +324,7 @@ class Progress:
         trouble = line is not None and (kind == "runner_on_unreachable" or (
             kind == "runner_on_failed" and not data.get("ignore_errors")))
         if self._live is not None:
-            self._live.refresh()
+            # The view redraws itself from the collector (get_renderable, 8 times a second).
             # The reason is in the host's row; the whole line also stays above the table.
             if trouble:
                 self._live.console.print(line, markup=False, highlight=False, style="red")
